@@ -22,6 +22,7 @@ from seqrec.data.loaders import (
     load_sasrec,
 )
 from seqrec.data.sequences import PAD, Dataset, HeldOut, IdIndex, Sequences
+from seqrec.data.split import HeldOutReport, Split, SplitReport, leave_one_out, time_split
 
 __all__ = [
     "ITEM_ID",
@@ -32,8 +33,11 @@ __all__ = [
     "Dataset",
     "FilterReport",
     "HeldOut",
+    "HeldOutReport",
     "IdIndex",
     "Sequences",
+    "Split",
+    "SplitReport",
     "build_dataset",
     "filter_interactions",
     "load_dataset",
@@ -42,5 +46,7 @@ __all__ = [
     "load_recbole",
     "load_s3rec",
     "load_sasrec",
+    "leave_one_out",
     "read_interactions",
+    "time_split",
 ]
