@@ -488,7 +488,10 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
 
 
 def _as_tensor(scores: torch.Tensor | np.ndarray) -> torch.Tensor:
-    tensor = scores if isinstance(scores, torch.Tensor) else torch.as_tensor(np.asarray(scores))
+    if isinstance(scores, torch.Tensor):
+        tensor = scores.detach()
+    else:
+        tensor = torch.as_tensor(np.asarray(scores))
     if tensor.ndim != 2:
         raise ValueError(
             f"scores must be 2-D (n_rows, n_items + 1), got shape {tuple(tensor.shape)}"
