@@ -47,13 +47,6 @@ def _check_weights(weights: Mapping[str, float]) -> tuple[list[str], np.ndarray]
     return names, np.cumsum(w)
 
 
-def _unit_interval(experiment: str, user_id: object) -> float:
-    digest = hashlib.blake2b(
-        str(user_id).encode(), digest_size=8, key=experiment.encode()[:64]
-    ).digest()
-    return int.from_bytes(digest, "little") / 2.0**64
-
-
 def _check_experiment(experiment: str) -> None:
     if not isinstance(experiment, str) or not experiment or len(experiment.encode()) > 64:
         raise ValueError(
