@@ -39,7 +39,7 @@ out of the means.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -245,6 +245,56 @@ def evaluate_scores(
     ranks = target_ranks(scores, targets)
     lists = top_k(scores, max(ks)) if set(names) & set(LIST_METRICS) else None
     return _report(ranks, targets, lists, ks, names, n_items, item_popularity)
+
+
+def evaluate_score_blocks(
+    blocks: Iterable[torch.Tensor | np.ndarray],
+    targets: Sequences,
+    *,
+    n_items: int,
+    k: int | Sequence[int] = 10,
+    item_popularity: ItemPopularity | None = None,
+    metrics: Sequence[str] | None = None,
+) -> MetricReport:
+    """:func:`evaluate_scores` over score blocks that arrive one after another, so the full
+    ``(n_rows, n_items + 1)`` matrix never has to exist at once (a model scores a block of
+    users, the block is ranked and dropped).
+
+    Args:
+        blocks: consecutive ``(block_rows, n_items + 1)`` float score blocks whose rows, in
+            order, are the rows of ``targets``.
+        targets, n_items, k, item_popularity, metrics: as in :func:`evaluate_scores`.
+
+    Returns:
+        the same :class:`MetricReport` as :func:`evaluate_scores` on the stacked blocks.
+
+    Raises:
+        ValueError: as :func:`evaluate_scores`, or blocks covering a different row count.
+    """
+    ks, names = _check_request(k, metrics, item_popularity)
+    targets = _dedupe(_check_targets(targets, n_items))
+    want_lists = bool(set(names) & set(LIST_METRICS))
+    ranks, lists, row = [], [], 0
+    for block in blocks:
+        block = _as_tensor(block)
+        if block.shape[1] != n_items + 1:
+            raise ValueError(f"score block must have {n_items + 1} columns, got {block.shape[1]}")
+        rows = np.arange(row, row + block.shape[0])
+        ranks.append(target_ranks(block, targets.select(rows)))
+        if want_lists:
+            lists.append(top_k(block, max(ks)))
+        row += block.shape[0]
+    if row != targets.n_sequences:
+        raise ValueError(f"score blocks cover {row} rows but targets have {targets.n_sequences}")
+    joined = None
+    if want_lists:
+        lengths = np.concatenate([part.lengths for part in lists])
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        joined = Sequences(np.concatenate([part.items for part in lists]), offsets,
+                           np.arange(len(lengths)),
+                           np.concatenate([part.timestamps for part in lists]))
+    return _report(np.concatenate(ranks) if ranks else np.zeros(0, np.int64), targets, joined,
+                   ks, names, n_items, item_popularity)
 
 
 def evaluate_lists(

@@ -176,7 +176,9 @@ def fit_classifier(
     # One OpenMP thread: on a small shared machine HGB's threads spin-wait on each other and a
     # 2-second fit took over a minute (measured on 2 busy cores); the data here are small.
     with threadpool_limits(limits=1, user_api="openmp"):
-        classifier.fit(inner.train[columns].to_numpy(dtype=np.float64), inner.train["_y"].to_numpy())
+        classifier.fit(
+            inner.train[columns].to_numpy(dtype=np.float64), inner.train["_y"].to_numpy()
+        )
     raw_cal = classifier.decision_function(inner.test[columns].to_numpy(dtype=np.float64))
     calibrator = fit_calibrator(raw_cal, inner.test["_y"].to_numpy(), method)
     model = ClassifierModel(classifier, calibrator)

@@ -1,0 +1,76 @@
+"""Config strings → model parts: the one place where names map to classes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from seqrec.config import Config
+from seqrec.layers import LiGRLayer, SASRecLayer
+from seqrec.losses import BCELoss, GBCELoss, Loss, SampledSoftmaxLoss, SoftmaxLoss
+from seqrec.model import SequenceEncoder
+from seqrec.negatives import InBatchSampler, MixedSampler, NegativeSampler, UniformSampler
+from seqrec.objectives import MaskedItem, NextItem, Objective
+
+LAYERS = {"sasrec": SASRecLayer, "ligr": LiGRLayer}
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The pluggable parts of one model (see STYLE.md: composition, not inheritance)."""
+
+    encoder: SequenceEncoder
+    objective: Objective
+    loss: Loss
+    sampler: NegativeSampler | None
+
+
+def build_objective(config: Config, n_items: int) -> Objective:
+    if config.objective == "next_item":
+        return NextItem(config.max_seq_len)
+    return MaskedItem(config.max_seq_len, mask_token=n_items + 1, mask_prob=config.mask_prob)
+
+
+def build_loss(config: Config, n_items: int) -> Loss:
+    losses: dict[str, Loss] = {
+        "softmax": SoftmaxLoss(),
+        "sampled_softmax": SampledSoftmaxLoss(),
+        "bce": BCELoss(),
+        "gbce": GBCELoss(n_items, config.n_negatives, config.gbce_t),
+    }
+    return losses[config.loss]
+
+
+def build_sampler(config: Config, n_items: int) -> NegativeSampler | None:
+    if config.loss == "softmax":
+        return None
+    samplers: dict[str, NegativeSampler] = {
+        "uniform": UniformSampler(n_items, config.n_negatives),
+        "in_batch": InBatchSampler(n_items, config.n_negatives),
+        "mixed": MixedSampler(n_items, config.n_negatives, config.mixed_uniform_share),
+    }
+    return samplers[config.sampler]
+
+
+def build_encoder(config: Config, n_items: int, with_mask_token: bool) -> SequenceEncoder:
+    layer_cls = LAYERS[config.layer]
+    layers: list[nn.Module] = [
+        layer_cls(config.dim, config.n_heads, config.dropout, config.ff_multiplier)
+        for _ in range(config.n_layers)
+    ]
+    return SequenceEncoder(n_items, config.dim, config.max_seq_len, config.dropout, layers,
+                           with_mask_token=with_mask_token)
+
+
+def build_parts(config: Config, n_items: int) -> Parts:
+    """All parts for ``config`` over a catalogue of ``n_items`` items.
+
+    Raises:
+        ValueError: ``n_items < 1``.
+    """
+    if n_items < 1:
+        raise ValueError(f"n_items={n_items}: the catalogue is empty")
+    objective = build_objective(config, n_items)
+    encoder = build_encoder(config, n_items, objective.needs_mask_token)
+    return Parts(encoder, objective, build_loss(config, n_items), build_sampler(config, n_items))

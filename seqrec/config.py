@@ -1,0 +1,206 @@
+"""One frozen configuration record for a sequential recommender, with presets and TOML round trips.
+
+Strings live here and in :mod:`seqrec.build` only; the core receives objects. Unknown keys raise,
+every value is checked in ``__post_init__`` with a message naming the field, the value and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+Objective = Literal["next_item", "masked_item"]
+Layer = Literal["sasrec", "ligr"]
+LossName = Literal["softmax", "sampled_softmax", "bce", "gbce"]
+SamplerName = Literal["uniform", "in_batch", "mixed"]
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "objective": ("next_item", "masked_item"),
+    "layer": ("sasrec", "ligr"),
+    "loss": ("softmax", "sampled_softmax", "bce", "gbce"),
+    "sampler": ("uniform", "in_batch", "mixed"),
+    "accelerator": ("cpu", "cuda", "auto"),
+    "precision": ("32-true", "bf16-mixed", "16-mixed", "auto"),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that defines a model and how it is trained.
+
+    Model parts (see :mod:`seqrec.build` for what each name means): ``objective``, ``layer``,
+    ``loss``, ``sampler``. Sizes: ``dim`` (embedding width), ``n_layers``, ``n_heads``,
+    ``max_seq_len`` (items of history the model reads), ``ff_multiplier`` (feed-forward width =
+    ff_multiplier × dim). Training: ``lr`` (Adam), ``batch_size`` (sequences), ``epochs`` (upper
+    bound), ``patience`` (epochs without a better validation NDCG@10 before stopping; 0 = never stop
+    early), ``seed``. ``n_negatives``: sampled negatives per step (shared across the batch for
+    sampled softmax, per position for bce/gbce). ``gbce_t``: gSASRec calibration parameter t
+    (arXiv 2308.07192, Eq. 7). ``mask_prob``: share of positions masked by the masked_item
+    objective (BERT4Rec). ``mixed_uniform_share``: share of uniform negatives in the mixed sampler.
+    """
+
+    objective: Objective = "next_item"
+    layer: Layer = "ligr"
+    loss: LossName = "sampled_softmax"
+    sampler: SamplerName = "uniform"
+    n_negatives: int = 256
+    gbce_t: float = 0.75
+    mask_prob: float = 0.2
+    mixed_uniform_share: float = 0.5
+    dim: int = 64
+    n_layers: int = 1
+    n_heads: int = 1
+    dropout: float = 0.2
+    max_seq_len: int = 50
+    ff_multiplier: int = 4
+    lr: float = 1e-3
+    batch_size: int = 128
+    epochs: int = 200
+    patience: int = 10
+    seed: int = 0
+    accelerator: str = "cpu"
+    devices: int = 1
+    num_nodes: int = 1
+    precision: str = "32-true"
+    eval_batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        for name, allowed in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"config {name}={value!r}: expected one of {', '.join(allowed)}")
+        positive = ("n_negatives", "dim", "n_layers", "n_heads", "max_seq_len", "ff_multiplier",
+                    "batch_size", "epochs", "devices", "num_nodes", "eval_batch_size")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"config {name}={value!r}: expected an integer >= 1")
+        if not isinstance(self.patience, int) or self.patience < 0:
+            raise ValueError(f"config patience={self.patience!r}: expected an integer >= 0")
+        if not isinstance(self.seed, int):
+            raise ValueError(f"config seed={self.seed!r}: expected an integer")
+        for name, low, high in (("dropout", 0.0, 1.0), ("mask_prob", 0.0, 1.0),
+                                ("mixed_uniform_share", 0.0, 1.0), ("gbce_t", 0.0, 1.0)):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not low <= value <= high:
+                raise ValueError(f"config {name}={value!r}: expected a number in [{low}, {high}]")
+        if self.dropout >= 1.0:
+            raise ValueError(f"config dropout={self.dropout!r}: expected a number in [0, 1)")
+        if not isinstance(self.lr, (int, float)) or not self.lr > 0:
+            raise ValueError(f"config lr={self.lr!r}: expected a number > 0")
+        if self.dim % self.n_heads:
+            raise ValueError(f"config dim={self.dim} must be divisible by n_heads={self.n_heads}")
+        if self.objective == "masked_item" and self.loss != "softmax" and self.sampler != "uniform":
+            raise ValueError("config sampler: masked_item supports only the uniform sampler")
+
+    # ---- dict / TOML round trips -------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as plain Python values."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], base: Config | None = None) -> Config:
+        """Build a config from ``values`` on top of ``base`` (default: the class defaults).
+
+        Raises:
+            ValueError: an unknown key (the message lists the known ones) or a bad value.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config key(s) {unknown}; known keys: {', '.join(sorted(known))}")
+        merged = {**(base or cls()).to_dict(), **values}
+        return cls(**merged)
+
+    def replace(self, **values: Any) -> Config:
+        """A copy with ``values`` changed (checked like :meth:`from_dict`)."""
+        return Config.from_dict(values, base=self)
+
+    def to_toml(self) -> str:
+        """The config as TOML text (flat table; strings quoted, numbers as written)."""
+        lines = []
+        for key, value in self.to_dict().items():
+            lines.append(f"{key} = {json.dumps(value)}")
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def from_toml(cls, text: str, base: Config | None = None) -> Config:
+        """Parse TOML text written by :meth:`to_toml` or by hand (flat keys, or a ``[model]`` table)."""
+        data = tomllib.loads(text)
+        if set(data) == {"model"} and isinstance(data["model"], dict):
+            data = data["model"]
+        return cls.from_dict(data, base=base)
+
+    @classmethod
+    def load(cls, path: str | Path, base: Config | None = None) -> Config:
+        """Read a TOML file.
+
+        Raises:
+            FileNotFoundError: ``path`` does not exist.
+            ValueError: the TOML does not parse or holds an unknown key / bad value.
+        """
+        text = Path(path).read_text()
+        try:
+            return cls.from_toml(text, base=base)
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"{path}: not valid TOML ({error})") from None
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # eSASRec (arXiv 2508.06450): shifted sequence + LiGR layers + sampled softmax, 256 negatives
+    "esasrec": dict(objective="next_item", layer="ligr", loss="sampled_softmax", n_negatives=256,
+                    ff_multiplier=4),
+    # SASRec as published (Kang & McAuley 2018): BCE with one negative per position
+    "sasrec": dict(objective="next_item", layer="sasrec", loss="bce", n_negatives=1,
+                   ff_multiplier=1),
+    "sasrec_ss": dict(objective="next_item", layer="sasrec", loss="sampled_softmax",
+                      n_negatives=256, ff_multiplier=1),
+    # gSASRec (arXiv 2308.07192): gBCE with t = 0.75 and 256 negatives per position
+    "gsasrec": dict(objective="next_item", layer="sasrec", loss="gbce", n_negatives=256,
+                    gbce_t=0.75, ff_multiplier=1),
+    # BERT4Rec (Sun et al. 2019): masked items, bidirectional attention, full softmax
+    "bert4rec": dict(objective="masked_item", layer="sasrec", loss="softmax", mask_prob=0.2,
+                     ff_multiplier=4),
+}
+
+
+def preset(name: str, **overrides: Any) -> Config:
+    """The config of a named preset with ``overrides`` applied.
+
+    Raises:
+        ValueError: unknown preset name (the message lists them) or a bad override.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
+    return Config.from_dict({**PRESETS[name], **overrides})
+
+
+def parse_set(assignments: list[str]) -> dict[str, Any]:
+    """Parse ``key=value`` strings from the command line into typed values.
+
+    Values are parsed as TOML scalars (``dim=128``, ``lr=3e-4``, ``layer="ligr"`` or bare
+    ``layer=ligr``).
+
+    Raises:
+        ValueError: an item without ``=`` or an unknown key.
+    """
+    known = {f.name for f in fields(Config)}
+    out: dict[str, Any] = {}
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected key=value")
+        if key not in known:
+            raise ValueError(f"--set {key}: unknown config key; known keys: {', '.join(sorted(known))}")
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        out[key] = value
+    return out

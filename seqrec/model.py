@@ -1,0 +1,92 @@
+"""The sequence encoder: item + positional embeddings → transformer layers → final layer norm.
+
+Item embeddings are shared with the output layer: the score of item ``i`` for a hidden state
+``h`` is ``h · E[i]``. Index 0 (PAD) and, when the objective needs it, ``n_items + 1`` (MASK)
+have embeddings but are never scored as candidates.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from seqrec.layers import attention_mask
+
+PAD = 0
+
+
+class SequenceEncoder(nn.Module):
+    """Transformer encoder over left-padded item sequences.
+
+    Args:
+        n_items: catalogue size; item indices are 1..n_items.
+        dim: embedding width.
+        max_seq_len: longest input window; positions are counted from the end of the window, so
+            the most recent item always gets the same positional embedding (left padding and
+            length-bucketed batches of any width then agree).
+        dropout: dropout on the input embeddings (layers hold their own).
+        layers: transformer blocks built by :mod:`seqrec.build`.
+        with_mask_token: reserve index ``n_items + 1`` for MASK (masked-item objective).
+    """
+
+    def __init__(self, n_items: int, dim: int, max_seq_len: int, dropout: float,
+                 layers: list[nn.Module], with_mask_token: bool = False) -> None:
+        super().__init__()
+        self.n_items = n_items
+        self.max_seq_len = max_seq_len
+        self.item_embedding = nn.Embedding(n_items + 1 + int(with_mask_token), dim, padding_idx=PAD)
+        self.position_embedding = nn.Embedding(max_seq_len, dim)
+        self.dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(layers)
+        self.final_norm = nn.LayerNorm(dim)
+        nn.init.normal_(self.item_embedding.weight, std=dim**-0.5)
+        with torch.no_grad():
+            self.item_embedding.weight[PAD].zero_()
+
+    def encode(self, inputs: Tensor, causal: bool, last_only: bool = False) -> Tensor:
+        """Encode item windows.
+
+        Args:
+            inputs: ``(batch, seq_len)`` int64 item indices, left-padded with PAD;
+                ``seq_len <= max_seq_len``.
+            causal: attention direction, decided by the objective.
+            last_only: return the last position only (inference).
+
+        Returns:
+            ``(batch, seq_len, dim)`` float hidden states, or ``(batch, dim)`` when ``last_only``.
+            Rows at padding positions hold values that nothing downstream may use.
+
+        Raises:
+            ValueError: ``inputs`` is not 2-D or is longer than ``max_seq_len``.
+        """
+        if inputs.dim() != 2 or inputs.shape[1] > self.max_seq_len:
+            raise ValueError(f"inputs: expected (batch, seq_len <= {self.max_seq_len}), got {tuple(inputs.shape)}")
+        seq_len = inputs.shape[1]
+        is_padding = inputs == PAD
+        positions = torch.arange(self.max_seq_len - seq_len, self.max_seq_len, device=inputs.device)
+        x = self.item_embedding(inputs) + self.position_embedding(positions)  # (batch, seq_len, dim)
+        x = self.dropout(x) * (~is_padding).unsqueeze(-1)
+        mask = attention_mask(is_padding, causal)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, mask, last_only=last_only and i == len(self.layers) - 1)
+        x = self.final_norm(x)
+        return x[:, -1] if last_only else x
+
+    def candidate_embeddings(self) -> Tensor:
+        """``(n_items + 1, dim)`` output embeddings of PAD and the catalogue (MASK excluded)."""
+        return self.item_embedding.weight[: self.n_items + 1]
+
+    def scores(self, hidden: Tensor) -> Tensor:
+        """Full-catalogue scores.
+
+        Args:
+            hidden: ``(batch, dim)`` last-position hidden states.
+
+        Returns:
+            ``(batch, n_items + 1)`` float32; column 0 (PAD) is ``-inf``.
+        """
+        scores = hidden.float() @ self.candidate_embeddings().float().T
+        scores[:, PAD] = float("-inf")
+        return scores
+
+
