@@ -40,7 +40,7 @@ class Config:
     bound), ``patience`` (epochs without a better validation NDCG@10 before stopping; 0 = never stop
     early), ``seed``. ``n_negatives``: sampled negatives per step (shared across the batch for
     sampled softmax, per position for bce/gbce). ``gbce_t``: gSASRec calibration parameter t
-    (arXiv 2308.07192, Eq. 7). ``mask_prob``: share of positions masked by the masked_item
+    (arXiv 2308.07192). ``mask_prob``: share of positions masked by the masked_item
     objective (BERT4Rec). ``mixed_uniform_share``: share of uniform negatives in the mixed sampler.
     """
 

@@ -80,7 +80,7 @@ class SelfAttention(nn.Module):
 
 
 class SASRecLayer(nn.Module):
-    """The original SASRec block (Kang & McAuley, ICDM 2018, Sec. III-B/C).
+    """The original SASRec block (Kang & McAuley, ICDM 2018, self-attention and point-wise feed-forward blocks).
 
     ``q = LN(x)``; ``h = q + Attn(q, x, x)``; ``out = h' + FFN(h')`` with ``h' = LN(h)`` and a
     ReLU point-wise feed-forward of width ``ff_multiplier × dim`` (1 in the paper), dropout after
@@ -107,7 +107,7 @@ class SASRecLayer(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    """SwiGLU feed-forward (Shazeer 2020, "GLU Variants Improve Transformer", Eq. 6), no biases:
+    """SwiGLU feed-forward (Shazeer 2020, "GLU Variants Improve Transformer"), no biases:
     ``W_out (silu(W_gate x) * W_up x)`` with hidden width ``ff_multiplier × dim``."""
 
     def __init__(self, dim: int, ff_multiplier: int, dropout: float) -> None:
@@ -122,7 +122,7 @@ class SwiGLU(nn.Module):
 
 
 class LiGRLayer(nn.Module):
-    """LiGR block (LinkedIn, arXiv 2502.03417, Sec. 3.1; as used by eSASRec, arXiv 2508.06450).
+    """LiGR block (LinkedIn, arXiv 2502.03417; as used by eSASRec, arXiv 2508.06450).
 
     Pre-layer-norm attention and SwiGLU feed-forward, each residual scaled by a sigmoid gate
     computed from the block input: ``h = x + σ(G₁ x) ⊙ Drop(Attn(LN(x)))``,

@@ -53,7 +53,7 @@ class SoftmaxLoss:
 
 @dataclass(frozen=True)
 class SampledSoftmaxLoss:
-    """Cross-entropy over the target and sampled negatives (eSASRec, arXiv 2508.06450, Sec. 3;
+    """Cross-entropy over the target and sampled negatives (eSASRec, arXiv 2508.06450;
     Jean et al. 2015). Column 0 is the target."""
 
     candidates: Candidates = "shared"
@@ -72,7 +72,7 @@ def _positive_and_negatives(logits: Tensor, labels: Tensor) -> tuple[Tensor, Ten
 @dataclass(frozen=True)
 class BCELoss:
     """Binary cross-entropy of the target against each negative (SASRec, Kang & McAuley 2018,
-    Sec. III-E): ``-log σ(s⁺) - Σⱼ log(1 - σ(s⁻ⱼ))``, averaged over targets."""
+    binary loss): ``-log σ(s⁺) - Σⱼ log(1 - σ(s⁻ⱼ))``, averaged over targets."""
 
     candidates: Candidates = "per_target"
 
