@@ -102,7 +102,7 @@ def result_tables(result: SimulationResult) -> list[Table]:
 @app.command()
 def survey(
     users: int = typer.Option(
-        4000, "--users", help="Users per policy run and in the training logs."
+        10000, "--users", help="Users per policy run and in the training logs."
     ),
     policies: str = typer.Option(
         "random,likely,value,cascade", "--policies", help="Comma list of policies."
@@ -112,7 +112,7 @@ def survey(
         Path("value_simulation"), "--out", help="Folder for the PNG and table."
     ),
     experiments: int = typer.Option(
-        50, "--experiments", help="Repeated A/B experiments per design (0: skip)."
+        200, "--experiments", help="Repeated A/B experiments per design (0: skip)."
     ),
     experiment_users: int = typer.Option(
         400, "--experiment-users", help="Users per A/B experiment."

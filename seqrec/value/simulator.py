@@ -544,11 +544,11 @@ class SimulationConfig:
         survey: the generative model.
     """
 
-    n_users: int = 4000
+    n_users: int = 10000
     policies: tuple[str, ...] = POLICIES
     seed: int = 0
     oracle: bool = False
-    n_experiments: int = 50
+    n_experiments: int = 200
     users_per_experiment: int = 400
     control: str = "likely"
     treatment: str = "cascade"
