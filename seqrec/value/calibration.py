@@ -126,20 +126,34 @@ class IsotonicCalibrator:
 
 
 def _fit_logistic_1d(scores: np.ndarray, outcomes: np.ndarray, fit_intercept: bool) -> np.ndarray:
-    """Newton's method for ``min log-loss(sigmoid(w0 * s + w1))``; tiny ridge for separable data."""
+    """Damped Newton for ``min log-loss(sigmoid(w0 * s + w1))``; tiny ridge for separable data.
+
+    Plain Newton can overshoot from the start ``(1, 0)`` when scores are large; halving the step
+    until the (ridge-penalised) loss decreases keeps every iteration a descent step.
+    """
     design = np.stack([scores, np.ones_like(scores)], axis=1)  # (n, 2)
     if not fit_intercept:
         design = design[:, :1]
+    ridge = 1e-6 * len(scores)
+
+    def loss(w: np.ndarray) -> float:
+        z = design @ w
+        return float(np.sum(np.logaddexp(0.0, z) - outcomes * z) + 0.5 * ridge * w @ w)
+
     weights = np.zeros(design.shape[1])
     weights[0] = 1.0
-    ridge = 1e-6 * len(scores)
+    current = loss(weights)
     for _ in range(100):
         p = sigmoid(design @ weights)
         gradient = design.T @ (p - outcomes) + ridge * weights
         hessian = (design * (p * (1 - p))[:, None]).T @ design + ridge * np.eye(design.shape[1])
         step = np.linalg.solve(hessian, gradient)
-        weights -= step
-        if np.abs(step).max() < 1e-10:
+        scale = 1.0
+        while scale > 1e-8 and loss(weights - scale * step) > current:
+            scale /= 2
+        weights = weights - scale * step
+        current = loss(weights)
+        if np.abs(scale * step).max() < 1e-10:
             break
     return weights
 
