@@ -47,7 +47,9 @@ def test_items_that_never_end_the_session_go_first_ordered_by_value():
 def test_ties_keep_input_order():
     p, r, c = np.full(4, 0.5), np.ones(4), np.full(4, 0.5)
     assert cascade_order(p, r, c).tolist() == [0, 1, 2, 3]
-    assert best_next(p[None], r[None], c[None], np.array([[False, True, True, True]])).tolist() == [1]
+    assert best_next(p[None], r[None], c[None], np.array([[False, True, True, True]])).tolist() == [
+        1
+    ]
 
 
 def test_best_next_batched_agrees_with_order():
@@ -93,7 +95,9 @@ def test_bad_inputs_raise_naming_parameter(kwargs, match):
 
 def test_empty_eligible_row_raises():
     with pytest.raises(ValueError, match="no eligible item"):
-        best_next(np.ones((1, 2)) / 2, np.ones((1, 2)), np.ones((1, 2)) / 2, np.zeros((1, 2), dtype=bool))
+        best_next(
+            np.ones((1, 2)) / 2, np.ones((1, 2)), np.ones((1, 2)) / 2, np.zeros((1, 2), dtype=bool)
+        )
 
 
 def test_brute_force_refuses_large_inputs():

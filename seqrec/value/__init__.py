@@ -3,82 +3,56 @@
 Revenue per user is ``sum_t r_t p_t prod_{s<t} c_s``: rank by ``r p / (1 - c)`` with calibrated
 ``p`` (answer) and ``c`` (continuation), filter eligibility *before* scoring, and randomise A/B
 tests by user. See docs/value.md.
+
+Names are imported lazily (PEP 562): importing :mod:`seqrec.value` does not load scikit-learn
+until a name that needs it is used.
 """
 
-from seqrec.value.ab import (
-    ArpuResult,
-    UnitMismatchWarning,
-    analyze_arpu,
-    assign_group,
-    assign_groups,
-    session_level_effect,
-)
-from seqrec.value.abandonment import ABANDONMENT_FEATURES, fit_abandonment, impression_features
-from seqrec.value.calibration import (
-    CalibrationReport,
-    OnlinePlatt,
-    Scorer,
-    calibrate,
-    calibration_metrics,
-    fit_calibrator,
-    fit_isotonic,
-    fit_platt,
-    fit_temperature,
-    pairwise_scorer,
-    reliability_curve,
-    split_by_user,
-)
-from seqrec.value.eligibility import (
-    EligibilityState,
-    NothingEligible,
-    Ranked,
-    Served,
-    eligibility_mask,
-    rank_eligible,
-    serve,
-)
-from seqrec.value.ranking import (
-    best_next,
-    brute_force_order,
-    cascade_keys,
-    cascade_order,
-    expected_revenue,
-    greedy_order,
-)
+from __future__ import annotations
 
-__all__ = [
-    "ABANDONMENT_FEATURES",
-    "ArpuResult",
-    "CalibrationReport",
-    "EligibilityState",
-    "NothingEligible",
-    "OnlinePlatt",
-    "Ranked",
-    "Scorer",
-    "Served",
-    "UnitMismatchWarning",
-    "analyze_arpu",
-    "assign_group",
-    "assign_groups",
-    "best_next",
-    "brute_force_order",
-    "calibrate",
-    "calibration_metrics",
-    "cascade_keys",
-    "cascade_order",
-    "eligibility_mask",
-    "expected_revenue",
-    "fit_abandonment",
-    "fit_calibrator",
-    "fit_isotonic",
-    "fit_platt",
-    "fit_temperature",
-    "greedy_order",
-    "impression_features",
-    "pairwise_scorer",
-    "rank_eligible",
-    "reliability_curve",
-    "serve",
-    "session_level_effect",
-    "split_by_user",
-]
+import importlib
+
+_MODULE_OF = {
+    "ABANDONMENT_FEATURES": "abandonment",
+    "ArpuResult": "ab",
+    "CalibrationReport": "calibration",
+    "EligibilityState": "eligibility",
+    "NothingEligible": "eligibility",
+    "OnlinePlatt": "calibration",
+    "Ranked": "eligibility",
+    "Scorer": "calibration",
+    "Served": "eligibility",
+    "UnitMismatchWarning": "ab",
+    "analyze_arpu": "ab",
+    "assign_group": "ab",
+    "assign_groups": "ab",
+    "best_next": "ranking",
+    "brute_force_order": "ranking",
+    "calibrate": "calibration",
+    "calibration_metrics": "calibration",
+    "cascade_keys": "ranking",
+    "cascade_order": "ranking",
+    "eligibility_mask": "eligibility",
+    "expected_revenue": "ranking",
+    "fit_abandonment": "abandonment",
+    "fit_calibrator": "calibration",
+    "fit_isotonic": "calibration",
+    "fit_platt": "calibration",
+    "fit_temperature": "calibration",
+    "greedy_order": "ranking",
+    "impression_features": "abandonment",
+    "pairwise_scorer": "calibration",
+    "rank_eligible": "eligibility",
+    "reliability_curve": "calibration",
+    "serve": "eligibility",
+    "session_level_effect": "ab",
+    "split_by_user": "calibration",
+}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> object:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'seqrec.value' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"seqrec.value.{_MODULE_OF[name]}"), name)

@@ -22,6 +22,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def simulate() -> None:
+    """Simulate users to compare ranking policies and A/B designs."""
+
+
 def _ci(e: object, digits: int = 2) -> str:
     return f"{e.mean:.{digits}f} [{e.ci_low:.{digits}f}, {e.ci_high:.{digits}f}]"
 
