@@ -138,3 +138,12 @@ def test_online_platt_tracks_drift_within_tolerance():
 def test_online_platt_rejects_bad_learning_rate():
     with pytest.raises(ValueError, match="learning_rate"):
         OnlinePlatt(learning_rate=0.0)
+
+
+def test_reliability_diagram_writes_small_png(tmp_path):
+    from seqrec.value.plots import reliability_diagram
+
+    log = _miscalibrated_log(200, seed=0)
+    report = calibrate(log, lambda rows: rows["raw"].to_numpy(), method="isotonic", seed=0)
+    path = reliability_diagram({"raw": report.curve_before, "isotonic": report.curve_after}, tmp_path / "r.png")
+    assert 1000 < path.stat().st_size < 200_000

@@ -148,3 +148,7 @@ def survey(
     figure = simulation_figure(result, out / "value_simulation.png")
     console.print(f"simulation took {elapsed:.1f} s; figure: {figure}")
     (out / "value_simulation.txt").write_text(console.export_text())
+
+
+if __name__ == "__main__":
+    app()
