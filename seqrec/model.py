@@ -39,7 +39,10 @@ class SequenceEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(layers)
         self.final_norm = nn.LayerNorm(dim)
+        # item and position embeddings on the same scale, so that neither drowns the other at
+        # the input (nn.Embedding's default N(0, 1) position table would swamp the items)
         nn.init.normal_(self.item_embedding.weight, std=dim**-0.5)
+        nn.init.normal_(self.position_embedding.weight, std=dim**-0.5)
         with torch.no_grad():
             self.item_embedding.weight[PAD].zero_()
 

@@ -80,6 +80,49 @@ class TrainingModule(nn.Module):
         return self.parts.loss(logits, labels)
 
 
+def available_memory_bytes() -> int | None:
+    """``MemAvailable`` from /proc/meminfo in bytes (None where unreadable)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_softmax_memory(config: Config, n_items: int, available: int | None = None) -> int:
+    """Refuse a full-catalogue softmax whose logits cannot fit in memory, before training starts.
+
+    One batch holds up to ``batch_size × max_seq_len`` target positions, each scored against all
+    ``n_items + 1`` items; logits, their softmax and its gradient make about three float32 copies.
+
+    Args:
+        config: the training config (only ``loss == "softmax"`` is checked).
+        n_items: catalogue size.
+        available: bytes of memory to compare with; default MemAvailable of this machine
+            (for CUDA the check uses the same host figure: a conservative bound).
+
+    Returns:
+        the estimated peak bytes of the logits (0 for sampled losses).
+
+    Raises:
+        MemoryError: the estimate exceeds half of the available memory; the message gives the
+            estimate and what to change.
+    """
+    if config.loss != "softmax":
+        return 0
+    estimate = 3 * 4 * config.batch_size * config.max_seq_len * (n_items + 1)
+    available = available_memory_bytes() if available is None else available
+    if available is not None and estimate > available // 2:
+        raise MemoryError(
+            f"full softmax over {n_items:,} items needs about {estimate / 2**30:.1f} GiB per batch "
+            f"(3 × 4 bytes × batch_size {config.batch_size} × max_seq_len {config.max_seq_len} × "
+            f"{n_items + 1:,} items) but only {available / 2**30:.1f} GiB is available: use "
+            f"loss='sampled_softmax' (or a smaller batch_size / max_seq_len)")
+    return estimate
+
+
 def make_fabric(config: Config) -> Fabric:
     """A Fabric for ``config``'s accelerator, devices, nodes and precision (DDP when > 1 process)."""
     world = config.devices * config.num_nodes
@@ -134,17 +177,21 @@ def fit(parts: Parts, config: Config, items: np.ndarray, offsets: np.ndarray, *,
         checkpoint_dir: where a checkpoint is written after every epoch (atomically).
         resume: continue from the checkpoint in ``checkpoint_dir`` if there is one.
         progress: show a progress bar (rank 0 only).
-        fabric: a launched Fabric; default one made from ``config``.
+        fabric: a Fabric the caller made and launched (``fabric.launch()``), e.g. for DDP;
+            default one made from ``config`` (and launched here when it has several processes).
 
     Returns:
         :class:`FitResult`.
 
     Raises:
         ValueError: no sequence is long enough to train on.
+        MemoryError: a full softmax too large for memory (:func:`check_softmax_memory`).
     """
-    fabric = fabric or make_fabric(config)
-    if fabric.world_size > 1 and not getattr(fabric, "_launched", False):
-        fabric.launch()
+    check_softmax_memory(config, parts.encoder.n_items)
+    if fabric is None:
+        fabric = make_fabric(config)
+        if fabric.world_size > 1:
+            fabric.launch()  # Fabric re-runs the calling script once per extra process
     lengths = _training_lengths(parts, offsets)
     if not lengths.any():
         raise ValueError(f"no training sequence has >= {parts.objective.min_length} items")

@@ -1,0 +1,150 @@
+"""Leave-one-out table: the eSASRec paper's preliminary study, on this machine.
+
+Protocol (eSASRec, arXiv 2508.06450): last item of each user = test target, second-to-last =
+validation target (early stopping on validation NDCG@10), test targets the user already has in
+the history dropped, every catalogue item ranked with seen items filtered, K = 10.
+
+    python benchmarks/loo.py --dataset beauty --models popular,sasrec,sasrec_ss,gsasrec,bert4rec,esasrec
+
+Prints a Markdown table and writes it (and a CSV) under benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+import seqrec
+from seqrec.data import leave_one_out, load_movielens, load_recbole, load_s3rec, load_sasrec
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATASETS = {
+    "beauty": lambda: load_s3rec(SHARED / "s3rec" / "Beauty.txt"),
+    "video": lambda: load_sasrec(SHARED / "sasrec" / "Video.txt"),
+    "ml100k": lambda: load_recbole(SHARED / "ml-100k"),
+    "movielens": load_movielens,
+}
+# Amazon Beauty, leave-one-out, as reported in the eSASRec paper (Recall@10, NDCG@10)
+PAPER_BEAUTY = {
+    "sasrec": (0.0605, 0.0318),
+    "sasrec_ss": (0.0921, 0.0531),
+    "esasrec": (0.0928, 0.0523),
+    "HSTU": (0.0788, 0.0439),
+    "TIGER": (0.0648, 0.0384),
+    "ActionPiece": (0.0775, 0.0424),
+}
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{torch.get_num_threads()} torch threads, {len(__import__('os').sched_getaffinity(0))} cores, {cpu}, {platform.system()}"
+
+
+def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace) -> dict:
+    dataset = DATASETS[dataset_name]()
+    split = leave_one_out(dataset, filter_already_seen=True)
+    if model_name == "popular":
+        model = seqrec.build_model("popular")
+        start = time.perf_counter()
+        model.fit(dataset, split.train)
+        result = None
+    else:
+        settings = dict(dim=args.dim, n_layers=1, n_heads=1, dropout=0.2, max_seq_len=50,
+                        lr=1e-3, batch_size=128, epochs=args.epochs, patience=args.patience,
+                        seed=seed)
+        model = seqrec.build_model(model_name, **settings)
+        start = time.perf_counter()
+        result = model.fit(dataset, split.train, validation=split.validation,
+                           progress=args.progress)
+    wall = time.perf_counter() - start
+    means = seqrec.evaluate(model, split.test, k=10,
+                            metrics=("recall", "ndcg", "coverage")).means
+    row = {"dataset": dataset_name, "model": model_name, "seed": seed,
+           "recall@10": means["recall@10"], "ndcg@10": means["ndcg@10"],
+           "coverage@10": means["coverage@10"], "wall_s": wall}
+    if result is not None:
+        row.update(best_epoch=result.best_epoch, epochs_run=len(result.history),
+                   epoch_s=statistics.median(h.seconds for h in result.history),
+                   sequences_per_s=statistics.median(h.sequences_per_s for h in result.history))
+    return row
+
+
+def table(rows: pd.DataFrame, dataset: str) -> str:
+    grouped = rows.groupby("model", sort=False)
+    lines = ["| model | Recall@10 | NDCG@10 | coverage@10 | seeds | best epoch | epochs run | s/epoch | seq/s | wall s | paper R@10 / N@10 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def fmt(series: pd.Series, digits: int = 4) -> str:
+        if series.isna().all():
+            return "–"
+        if len(series) == 1:
+            return f"{series.iloc[0]:.{digits}f}"
+        return f"{series.mean():.{digits}f} ± {series.std(ddof=0):.{digits}f}"
+
+    for name, g in grouped:
+        paper = PAPER_BEAUTY.get(name) if dataset == "beauty" else None
+        lines.append(
+            f"| {name} | {fmt(g['recall@10'])} | {fmt(g['ndcg@10'])} | {fmt(g['coverage@10'])} | "
+            f"{len(g)} | {fmt(g.get('best_epoch', pd.Series([np.nan])), 0)} | "
+            f"{fmt(g.get('epochs_run', pd.Series([np.nan])), 0)} | "
+            f"{fmt(g.get('epoch_s', pd.Series([np.nan])), 1)} | "
+            f"{fmt(g.get('sequences_per_s', pd.Series([np.nan])), 0)} | {fmt(g['wall_s'], 0)} | "
+            f"{f'{paper[0]:.4f} / {paper[1]:.4f}' if paper else '–'} |")
+    if dataset == "beauty":
+        for name in ("HSTU", "TIGER", "ActionPiece"):
+            r, n = PAPER_BEAUTY[name]
+            lines.append(f"| {name} (paper only) | – | – | – | – | – | – | – | – | – | {r:.4f} / {n:.4f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="beauty")
+    parser.add_argument("--models", default="popular,sasrec,sasrec_ss,gsasrec,bert4rec,esasrec")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--patience", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    if args.dataset != "movielens" and not SHARED.exists():
+        sys.exit(f"shared data not found at {SHARED}: this benchmark needs ../shared/data")
+    torch.set_num_threads(args.threads)
+    rows = []
+    for model_name in args.models.split(","):
+        seeds = [0] if model_name == "popular" else [int(s) for s in args.seeds.split(",")]
+        for seed in seeds:
+            row = run(args.dataset, model_name, seed, args)
+            print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"loo_{args.dataset}_dim{args.dim}"
+    frame.to_csv(args.out / f"{stem}.csv", index=False)
+    text = (f"### Leave-one-out, {args.dataset}, dim {args.dim}\n\n"
+            f"Command: `python benchmarks/loo.py {' '.join(sys.argv[1:])}`  \n"
+            f"Date: {time.strftime('%Y-%m-%d')}; machine: {machine()}; seqrec {seqrec.__version__}, "
+            f"torch {torch.__version__}\n\n{table(frame, args.dataset)}\n")
+    (args.out / f"{stem}.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
