@@ -900,6 +900,23 @@ def info(
     _console().print(table)
 
 
+@app.command()
+def serve(
+    model_dir: ModelOpt,
+    host: Annotated[str, typer.Option(help="Interface to bind (default: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    popular_fallback: Annotated[bool, typer.Option(
+        "--popular-fallback", help="Unknown users get popular items instead of a 404.")] = False,
+) -> None:
+    """Serve a model over HTTP (JSON; OpenAPI at /openapi.json; kill -HUP reloads the model)."""
+    from seqrec.serve import serve as run_server
+
+    if not (model_dir / "model.json").exists():
+        raise CliError(f"--model {model_dir}: not a seqrec model directory (no model.json)")
+    run_server(model_dir, host=host, port=port,
+               unknown_user="popular" if popular_fallback else "error")
+
+
 # ------------------------------------------------------------------------------------------------
 # compare
 # ------------------------------------------------------------------------------------------------
