@@ -382,3 +382,23 @@ def test_sighup_reloads_a_running_server(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# ---- schema fuzzing ----------------------------------------------------------------------------
+def test_fuzzed_requests_never_get_a_server_error(model_dir):
+    """Requests generated from the OpenAPI schema (valid and invalid) never get a 5xx."""
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given, settings
+
+    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(model_dir))
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck),
+                  database=None)
+        def check(case):
+            response = case.call()
+            assert response.status_code < 500, (case.path, case.body, response.text)
+
+        check()
