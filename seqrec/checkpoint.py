@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from seqrec.config import Config
@@ -119,6 +120,16 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return json.loads(file.read_text())
 
 
+def _read_tensors(file: Path, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file; a damaged or tampered file raises naming it."""
+    if not file.exists():
+        raise FileNotFoundError(f"{file}: missing from the model directory")
+    try:
+        return load_file(file, device=device)
+    except SafetensorError as error:
+        raise ValueError(f"{file}: not a valid safetensors file ({error})") from None
+
+
 def load_model(path: str | Path, map_location: str = "cpu") -> Any:
     """Load a model directory written by :func:`save_model` (a GPU-trained model loads on CPU).
 
@@ -128,7 +139,7 @@ def load_model(path: str | Path, map_location: str = "cpu") -> Any:
 
     Raises:
         FileNotFoundError: missing directory or file.
-        ValueError: an unknown model kind or format version.
+        ValueError: an unknown model kind or format version, or a damaged weights/arrays file.
     """
     from seqrec.build import build_parts
     from seqrec.recommender import PopularRecommender, SequentialRecommender
@@ -137,7 +148,7 @@ def load_model(path: str | Path, map_location: str = "cpu") -> Any:
     meta = read_metadata(path)
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: model format {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
-    arrays = {k: v.numpy() for k, v in load_file(path / "arrays.safetensors").items()}
+    arrays = {k: v.numpy() for k, v in _read_tensors(path / "arrays.safetensors").items()}
     ids = json.loads((path / "ids.json").read_text())
     if meta["kind"] == "popular":
         model: Any = PopularRecommender()
@@ -145,7 +156,7 @@ def load_model(path: str | Path, map_location: str = "cpu") -> Any:
         config = Config.load(path / "config.toml")
         model = SequentialRecommender(config)
         model.parts = build_parts(config, len(ids["items"]["ids"]))
-        state = load_file(path / "weights.safetensors", device=map_location)
+        state = _read_tensors(path / "weights.safetensors", device=map_location)
         model.parts.encoder.load_state_dict(state)
         model.parts.encoder.to(map_location).eval()
     else:

@@ -107,7 +107,10 @@ class SequentialRecommender(_FittedState):
         """
         train = dataset.sequences if train is None else train
         self._remember(dataset, train)
-        parts = build_parts(self.config, self.n_items)
+        # initial weights follow config.seed, not whatever the global generator holds
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)
+            parts = build_parts(self.config, self.n_items)
         if self.parts_override is not None:
             parts = self.parts_override(parts)
         self.parts = parts

@@ -203,8 +203,9 @@ def fit(parts: Parts, config: Config, items: np.ndarray, offsets: np.ndarray, *,
     state = _State(best_metric=None, best_epoch=0, bad_epochs=0, history=[], epoch=0)
     best_weights: dict[str, Tensor] | None = None
     ckpt = Path(checkpoint_dir) / "checkpoint" if checkpoint_dir else None
-    if resume and ckpt is not None and (ckpt / "state.json").exists():
-        state, best_weights = _load_checkpoint(ckpt, module, optimizer)
+    found = _find_checkpoint(ckpt) if resume and ckpt is not None else None
+    if found is not None:
+        state, best_weights = _load_checkpoint(found, module, optimizer)
         log.info("resumed after epoch %d", state.epoch)
     module, optimizer = fabric.setup(module, optimizer)
     stopped_early = False
@@ -302,9 +303,19 @@ def _save_checkpoint(path: Path, module: nn.Module, optimizer: torch.optim.Optim
     (tmp / "state.json").write_text(json.dumps(meta))
     old = path.with_name(path.name + ".old")
     if path.exists():
+        shutil.rmtree(old, ignore_errors=True)  # a kill during the last clean-up may leave one
         os.replace(path, old)
     os.replace(tmp, path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _find_checkpoint(path: Path) -> Path | None:
+    """The newest complete checkpoint: ``path``, or its ``.old`` copy when a kill struck between
+    the two renames of :func:`_save_checkpoint`; None when there is none."""
+    for candidate in (path, path.with_name(path.name + ".old")):
+        if (candidate / "state.json").exists():
+            return candidate
+    return None
 
 
 def _load_checkpoint(path: Path, module: nn.Module, optimizer: torch.optim.Optimizer

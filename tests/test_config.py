@@ -1,0 +1,117 @@
+"""Config: unknown keys and bad values raise naming the field; TOML round trips; presets; --set."""
+
+import dataclasses
+
+import pytest
+
+from seqrec import PRESETS, Config, SequentialRecommender, preset
+from seqrec.config import parse_set
+from seqrec.losses import BCELoss
+
+
+def test_unknown_key_raises_naming_it():
+    with pytest.raises(ValueError, match="dimm"):
+        Config.from_dict({"dimm": 64})
+    with pytest.raises(ValueError, match="n_layer"):
+        Config().replace(n_layer=2)
+    with pytest.raises(ValueError, match="dimm"):
+        Config.from_toml("dimm = 3\n")
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("layer", "lstm"), ("loss", "hinge"), ("objective", "clm"), ("sampler", "popular"),
+    ("dim", 0), ("dim", 3.5), ("n_layers", True), ("batch_size", -1), ("patience", -1),
+    ("dropout", 1.0), ("mask_prob", 1.5), ("gbce_t", -0.1), ("lr", 0), ("precision", "fp8"),
+    ("accelerator", "tpu"), ("seed", "zero"),
+])  # fmt: skip
+def test_bad_value_raises_naming_field_and_value(field, value):
+    with pytest.raises(ValueError, match=field) as error:
+        Config().replace(**{field: value})
+    assert repr(value) in str(error.value)
+
+
+def test_dim_not_divisible_by_heads_raises_naming_both():
+    with pytest.raises(ValueError, match="dim=30.*n_heads=4"):
+        Config(dim=30, n_heads=4)
+
+
+def test_masked_item_with_a_non_uniform_sampler_raises():
+    with pytest.raises(ValueError, match="sampler"):
+        Config(objective="masked_item", loss="sampled_softmax", sampler="in_batch")
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_toml_round_trip_is_identity(name, tmp_path):
+    config = preset(name, lr=3e-4, dim=48, n_heads=2, dropout=0.15)
+    assert Config.from_toml(config.to_toml()) == config
+    assert Config.from_dict(config.to_dict()) == config
+    file = tmp_path / "model.toml"
+    file.write_text(config.to_toml())
+    assert Config.load(file) == config
+
+
+def test_toml_model_table_and_base_are_honoured():
+    base = preset("sasrec")
+    config = Config.from_toml('[model]\ndim = 128\nlayer = "ligr"\n', base=base)
+    assert (config.dim, config.layer, config.loss) == (128, "ligr", "bce")
+
+
+def test_invalid_toml_file_raises_value_error_naming_the_file(tmp_path):
+    file = tmp_path / "bad.toml"
+    file.write_text("dim = = 3")
+    with pytest.raises(ValueError, match="bad.toml"):
+        Config.load(file)
+
+
+@pytest.mark.parametrize(("name", "parts"), [
+    ("esasrec", ("next_item", "ligr", "sampled_softmax")),
+    ("sasrec", ("next_item", "sasrec", "bce")),
+    ("sasrec_ss", ("next_item", "sasrec", "sampled_softmax")),
+    ("gsasrec", ("next_item", "sasrec", "gbce")),
+    ("bert4rec", ("masked_item", "sasrec", "softmax")),
+])  # fmt: skip
+def test_presets_exist_with_the_published_parts(name, parts):
+    config = preset(name)
+    assert (config.objective, config.layer, config.loss) == parts
+
+
+def test_preset_details_from_the_papers():
+    assert preset("sasrec").n_negatives == 1  # one negative per position (Kang & McAuley 2018)
+    assert preset("gsasrec").gbce_t == 0.75
+    assert preset("esasrec").n_negatives == 256
+
+
+def test_unknown_preset_raises_listing_the_known_ones():
+    with pytest.raises(ValueError, match="esasrec"):
+        preset("sasrec++")
+
+
+def test_parse_set_types_values_like_toml():
+    values = parse_set(["dim=128", "lr=3e-4", "layer=ligr", 'loss="bce"', "dropout=0.1",
+                        "patience = 0"])
+    assert values == {"dim": 128, "lr": 3e-4, "layer": "ligr", "loss": "bce", "dropout": 0.1,
+                      "patience": 0}
+    assert type(values["dim"]) is int and type(values["lr"]) is float
+    assert Config.from_dict(values).dim == 128
+
+
+@pytest.mark.parametrize(("item", "match"), [("dim", "key=value"), ("=3", "key=value"),
+                                             ("dimm=3", "dimm")])
+def test_parse_set_rejects_malformed_and_unknown(item, match):
+    with pytest.raises(ValueError, match=match):
+        parse_set([item])
+
+
+def test_a_part_can_be_swapped_from_python(pattern):
+    dataset, split = pattern
+    seen = []
+
+    def override(parts):
+        seen.append(parts.loss)
+        return dataclasses.replace(parts, loss=BCELoss())
+
+    config = preset("sasrec_ss", dim=16, epochs=1, batch_size=128, max_seq_len=8, n_negatives=4)
+    model = SequentialRecommender(config, parts_override=override)
+    model.fit(dataset, split.train)
+    assert len(seen) == 1 and seen[0].candidates == "shared"
+    assert isinstance(model.parts.loss, BCELoss)

@@ -1,0 +1,93 @@
+"""Transformer layers (contract tests over every TransformerLayer): padding content never changes
+real positions, causal attention does not leak the future, last_only equals the full forward."""
+
+import pytest
+import torch
+
+from seqrec.layers import LiGRLayer, SASRecLayer, attention_mask
+
+LAYERS = {"sasrec": SASRecLayer, "ligr": LiGRLayer}
+ATOL = 1e-5
+DIM, HEADS = 16, 2
+
+
+def _layer(name: str):
+    torch.manual_seed(0)
+    return LAYERS[name](DIM, HEADS, dropout=0.3, ff_multiplier=2).eval()
+
+
+def _padding(lengths: list[int], seq_len: int) -> torch.Tensor:
+    """``(batch, seq_len)`` bool, left padding."""
+    return torch.arange(seq_len)[None, :] < (seq_len - torch.tensor(lengths))[:, None]
+
+
+def test_attention_mask_written_out():
+    is_padding = torch.tensor([[True, False, False]])
+    causal = attention_mask(is_padding, causal=True)[0, 0].int().tolist()
+    both = attention_mask(is_padding, causal=False)[0, 0].int().tolist()
+    # row = query, column = key; a padding query sees only itself (no NaN rows)
+    assert causal == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+    assert both == [[1, 1, 1], [0, 1, 1], [0, 1, 1]]
+
+
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_padding_content_never_changes_real_positions(name, causal):
+    layer = _layer(name)
+    is_padding = _padding([5, 2, 7], seq_len=7)
+    mask = attention_mask(is_padding, causal)
+    x = torch.randn(3, 7, DIM)
+    garbage = torch.where(is_padding[..., None], 1e3 * torch.randn(3, 7, DIM), x)
+    with torch.no_grad():
+        clean, dirty = layer(x, mask), layer(garbage, mask)
+    real = ~is_padding
+    torch.testing.assert_close(dirty[real], clean[real], atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_extra_left_padding_never_changes_real_positions(name, causal):
+    layer = _layer(name)
+    x = torch.randn(2, 4, DIM)
+    padded = torch.cat([torch.zeros(2, 5, DIM), x], dim=1)
+    with torch.no_grad():
+        short = layer(x, attention_mask(_padding([4, 4], 4), causal))
+        long = layer(padded, attention_mask(_padding([4, 4], 9), causal))
+    torch.testing.assert_close(long[:, 5:], short, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_causal_outputs_up_to_t_ignore_position_t_plus_1(name):
+    layer = _layer(name)
+    mask = attention_mask(_padding([6, 6], 6), causal=True)
+    x = torch.randn(2, 6, DIM)
+    t = 2
+    changed = x.clone()
+    changed[:, t + 1] = torch.randn(2, DIM)
+    with torch.no_grad():
+        before, after = layer(x, mask), layer(changed, mask)
+    torch.testing.assert_close(after[:, : t + 1], before[:, : t + 1], atol=ATOL, rtol=0)
+    assert not torch.allclose(after[:, t + 1], before[:, t + 1], atol=ATOL)  # the probe is live
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_bidirectional_outputs_do_see_later_positions(name):
+    layer = _layer(name)
+    mask = attention_mask(_padding([6], 6), causal=False)
+    x = torch.randn(1, 6, DIM)
+    changed = x.clone()
+    changed[:, 3] = torch.randn(DIM)
+    with torch.no_grad():
+        assert not torch.allclose(layer(x, mask)[:, 0], layer(changed, mask)[:, 0], atol=ATOL)
+
+
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_last_only_equals_last_position_of_full_forward(name, causal):
+    layer = _layer(name)
+    mask = attention_mask(_padding([7, 3, 1], 7), causal)
+    x = torch.randn(3, 7, DIM)
+    with torch.no_grad():
+        full, last = layer(x, mask), layer(x, mask, last_only=True)
+    assert last.shape == (3, 1, DIM)
+    torch.testing.assert_close(last, full[:, -1:], atol=ATOL, rtol=0)

@@ -1,0 +1,136 @@
+"""Losses and candidate scoring: zero gradient off target, parity with full softmax, gBCE, logQ."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from seqrec.build import build_parts
+from seqrec.config import preset
+from seqrec.losses import BCELoss, GBCELoss, SampledSoftmaxLoss, SoftmaxLoss, candidate_logits
+from seqrec.train import TrainingModule
+
+ATOL = 1e-5
+N_ITEMS = 12
+
+# every loss, with every sampler where the loss samples; (preset, overrides)
+TRAINING_SETUPS = [
+    ("esasrec", {"sampler": "uniform"}), ("esasrec", {"sampler": "in_batch"}),
+    ("esasrec", {"sampler": "mixed"}), ("sasrec", {}), ("gsasrec", {"sampler": "in_batch"}),
+    ("gsasrec", {"sampler": "uniform"}), ("bert4rec", {}),
+    ("bert4rec", {"loss": "sampled_softmax", "n_negatives": 5}),
+    ("esasrec", {"loss": "softmax"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "overrides"), TRAINING_SETUPS,
+                         ids=[f"{n}-{'-'.join(map(str, o.values()))}" for n, o in TRAINING_SETUPS])
+def test_loss_gradient_is_exactly_zero_at_non_target_positions(name, overrides):
+    config = preset(name, **{"dim": 8, "max_seq_len": 6, "n_negatives": 5, "dropout": 0.0,
+                             "mask_prob": 0.4, **overrides})
+    torch.manual_seed(0)
+    parts = build_parts(config, N_ITEMS)
+    items = np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 3, 5, 7], dtype=np.int64)
+    offsets = np.array([0, 8, 10, 15], dtype=np.int64)  # left padding in rows 1 and 2
+    batch = parts.objective.training_batch(items, offsets, np.arange(3), np.random.default_rng(0))
+    assert (~batch.is_target).any() and batch.is_target.any()
+    negative_ids = log_q = None
+    if parts.sampler is not None:
+        negatives = parts.sampler.sample(batch.targets[batch.is_target],
+                                         parts.loss.candidates == "per_target",
+                                         torch.Generator().manual_seed(0))
+        negative_ids, log_q = negatives.ids, negatives.log_q
+    captured = {}
+
+    def keep_hidden(_module, _inputs, output):
+        output.retain_grad()
+        captured["hidden"] = output
+
+    parts.encoder.final_norm.register_forward_hook(keep_hidden)
+    loss = TrainingModule(parts)(batch.inputs, batch.targets, batch.is_target, negative_ids, log_q)
+    loss.backward()
+    grad = captured["hidden"].grad  # (batch, seq_len, dim)
+    assert torch.isfinite(loss)
+    assert torch.equal(grad[~batch.is_target], torch.zeros_like(grad[~batch.is_target]))
+    assert (grad[batch.is_target].abs().sum(dim=1) > 0).all()
+
+
+def _random_case(n_targets=7, dim=5, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(n_targets, dim, generator=generator)
+    embeddings = torch.randn(N_ITEMS + 1, dim, generator=generator)
+    targets = torch.randint(1, N_ITEMS + 1, (n_targets,), generator=generator)
+    return hidden, embeddings, targets
+
+
+def test_sampled_softmax_over_the_whole_catalogue_equals_full_softmax():
+    hidden, embeddings, targets = _random_case()
+    everything = torch.arange(1, N_ITEMS + 1)  # the target is among them: an accidental hit
+    logits, labels = candidate_logits(hidden, targets, embeddings, SampledSoftmaxLoss(),
+                                      everything, None)
+    sampled = SampledSoftmaxLoss()(logits, labels)
+    full_logits, full_labels = candidate_logits(hidden, targets, embeddings, SoftmaxLoss(), None, None)
+    full = SoftmaxLoss()(full_logits, full_labels)
+    reference = F.cross_entropy(hidden @ embeddings[1:].T, targets - 1)
+    assert math.isclose(float(sampled), float(full), abs_tol=ATOL)
+    assert math.isclose(float(full), float(reference), abs_tol=ATOL)
+
+
+def test_accidental_hits_get_minus_inf_shared_and_per_target():
+    hidden, embeddings, _ = _random_case(n_targets=2)
+    targets = torch.tensor([3, 4])
+    shared, _ = candidate_logits(hidden, targets, embeddings, SampledSoftmaxLoss(),
+                                 torch.tensor([3, 4, 5]), None)
+    assert torch.isneginf(shared[0, 1]) and torch.isneginf(shared[1, 2])
+    assert torch.isfinite(shared[:, 0]).all() and torch.isfinite(shared[:, 3]).all()
+    per_target, labels = candidate_logits(hidden, targets, embeddings, BCELoss(),
+                                          torch.tensor([[3, 1], [1, 2]]), None)
+    assert torch.isneginf(per_target[0, 1]) and torch.isfinite(per_target[1]).all()
+    assert labels.tolist() == [0, 0]
+
+
+def test_gbce_with_t_zero_equals_bce():
+    logits = torch.randn(9, 6, generator=torch.Generator().manual_seed(1))
+    labels = torch.zeros(9, dtype=torch.int64)
+    gbce = GBCELoss(n_items=1000, n_negatives=5, t=0.0)
+    assert math.isclose(gbce.beta, 1.0, abs_tol=1e-12)
+    assert math.isclose(float(gbce(logits, labels)), float(BCELoss()(logits, labels)), abs_tol=ATOL)
+
+
+def test_gbce_beta_and_value_hand_computed():
+    # alpha = 10 / (101 - 1) = 0.1; beta = 0.1 * (0.5 * (1 - 10) + 10) = 0.55
+    gbce = GBCELoss(n_items=101, n_negatives=10, t=0.5)
+    assert math.isclose(gbce.beta, 0.55, abs_tol=1e-12)
+    # logits 0: -0.55 log(1/2) - log(1/2) = 1.55 ln 2
+    value = gbce(torch.zeros(1, 2), torch.zeros(1, dtype=torch.int64))
+    assert math.isclose(float(value), 1.55 * math.log(2), abs_tol=ATOL)
+    assert math.isclose(GBCELoss(101, 10, t=1.0).beta, 0.1, abs_tol=1e-12)  # beta = alpha at t = 1
+
+
+def test_bce_hand_computed():
+    # -log σ(2) - log(1 - σ(-1)) - log(1 - σ(0.5)) = softplus(-2) + softplus(-1) + softplus(0.5)
+    value = BCELoss()(torch.tensor([[2.0, -1.0, 0.5]]), torch.zeros(1, dtype=torch.int64))
+    softplus = lambda x: math.log1p(math.exp(x))  # noqa: E731
+    assert math.isclose(float(value), softplus(-2) + softplus(-1) + softplus(0.5), abs_tol=ATOL)
+
+
+@pytest.mark.parametrize("loss", [BCELoss(), GBCELoss(10, 2)])
+def test_binary_losses_reject_a_positive_outside_column_zero(loss):
+    with pytest.raises(ValueError, match="column 0"):
+        loss(torch.zeros(2, 3), torch.tensor([0, 1]))
+
+
+def test_logq_correction_shifts_logits_by_minus_log_q_hand_checked():
+    hidden = torch.tensor([[1.0, 0.0]])
+    embeddings = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [2.0, 0.0]])  # PAD, 1, 2, 3
+    q = torch.tensor([1.0, 0.5, 0.25, 0.25])
+    logits, _ = candidate_logits(hidden, torch.tensor([1]), embeddings, SampledSoftmaxLoss(),
+                                 torch.tensor([2, 3, 1]), torch.log(q))
+    # raw scores: target 1 -> 1, negatives 2 -> 0, 3 -> 2, 1 -> accidental hit
+    expected = [1 - math.log(0.5), 0 - math.log(0.25), 2 - math.log(0.25), -math.inf]
+    assert logits[0].tolist() == pytest.approx(expected, abs=ATOL)
+    per_target, _ = candidate_logits(hidden, torch.tensor([1]), embeddings, BCELoss(),
+                                     torch.tensor([[3, 2]]), torch.log(q))
+    assert per_target[0].tolist() == pytest.approx(expected[:1] + expected[2:0:-1], abs=ATOL)

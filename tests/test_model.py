@@ -1,0 +1,87 @@
+"""SequenceEncoder over both layers: padding invariance, causality, last_only, scores."""
+
+import pytest
+import torch
+
+from seqrec.layers import LiGRLayer, SASRecLayer
+from seqrec.model import SequenceEncoder
+
+LAYERS = {"sasrec": SASRecLayer, "ligr": LiGRLayer}
+ATOL = 1e-5
+N_ITEMS, DIM, MAX_LEN = 20, 16, 10
+
+
+def _encoder(name: str, n_layers: int = 2, with_mask_token: bool = False) -> SequenceEncoder:
+    torch.manual_seed(0)
+    layers = [LAYERS[name](DIM, 2, 0.3, 2) for _ in range(n_layers)]
+    encoder = SequenceEncoder(N_ITEMS, DIM, MAX_LEN, 0.3, layers, with_mask_token=with_mask_token)
+    return encoder.eval()
+
+
+INPUTS = torch.tensor([[0, 0, 0, 3, 7, 1], [4, 5, 6, 7, 8, 9], [0, 0, 0, 0, 0, 2]])
+
+
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_extra_left_padding_never_changes_outputs(name, causal):
+    encoder = _encoder(name)
+    padded = torch.cat([torch.zeros(3, 4, dtype=torch.int64), INPUTS], dim=1)
+    with torch.no_grad():
+        short, long = encoder.encode(INPUTS, causal), encoder.encode(padded, causal)
+    real = INPUTS != 0
+    torch.testing.assert_close(long[:, 4:][real], short[real], atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_pad_embedding_content_never_changes_outputs(name, causal):
+    encoder = _encoder(name)
+    with torch.no_grad():
+        clean = encoder.encode(INPUTS, causal)
+        encoder.item_embedding.weight[0] = 100.0  # what a PAD row holds must not matter
+        dirty = encoder.encode(INPUTS, causal)
+    real = INPUTS != 0
+    torch.testing.assert_close(dirty[real], clean[real], atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_causal_encoder_outputs_up_to_t_ignore_item_at_t_plus_1(name):
+    encoder = _encoder(name)
+    inputs = torch.tensor([[0, 1, 2, 3, 4, 5, 6], [9, 8, 7, 6, 5, 4, 3]])
+    for t in range(1, 6):
+        changed = inputs.clone()
+        changed[:, t + 1] = 11
+        with torch.no_grad():
+            before, after = encoder.encode(inputs, True), encoder.encode(changed, True)
+        torch.testing.assert_close(after[1:, : t + 1], before[1:, : t + 1], atol=ATOL, rtol=0)
+        torch.testing.assert_close(after[:1, 1 : t + 1], before[:1, 1 : t + 1], atol=ATOL, rtol=0)
+        assert not torch.allclose(after[:, t + 1], before[:, t + 1], atol=ATOL)
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_last_only_equals_last_position_of_full_forward(name, causal, n_layers):
+    encoder = _encoder(name, n_layers)
+    with torch.no_grad():
+        full = encoder.encode(INPUTS, causal)
+        last = encoder.encode(INPUTS, causal, last_only=True)
+    assert last.shape == (3, DIM)
+    torch.testing.assert_close(last, full[:, -1], atol=ATOL, rtol=0)
+
+
+def test_scores_cover_pad_and_catalogue_only_with_pad_at_minus_inf():
+    encoder = _encoder("ligr", with_mask_token=True)
+    assert encoder.item_embedding.num_embeddings == N_ITEMS + 2  # PAD, items, MASK
+    hidden = encoder.encode(INPUTS, causal=False, last_only=True)
+    scores = encoder.scores(hidden)
+    assert scores.shape == (3, N_ITEMS + 1) and scores.dtype == torch.float32
+    assert torch.isneginf(scores[:, 0]).all() and torch.isfinite(scores[:, 1:]).all()
+    expected = hidden @ encoder.item_embedding.weight[1 : N_ITEMS + 1].T
+    torch.testing.assert_close(scores[:, 1:], expected, atol=ATOL, rtol=0)
+
+
+def test_inputs_longer_than_max_seq_len_raise_with_the_shape():
+    encoder = _encoder("sasrec", 1)
+    with pytest.raises(ValueError, match=r"\(1, 11\)"):
+        encoder.encode(torch.ones(1, MAX_LEN + 1, dtype=torch.int64), causal=True)
