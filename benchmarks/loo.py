@@ -122,6 +122,7 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--tag", default="", help="suffix of the result file names")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     if args.dataset != "movielens" and not SHARED.exists():
@@ -136,7 +137,7 @@ def main() -> None:
             rows.append(row)
     frame = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"loo_{args.dataset}_dim{args.dim}"
+    stem = f"loo_{args.dataset}_dim{args.dim}{'_' + args.tag if args.tag else ''}"
     frame.to_csv(args.out / f"{stem}.csv", index=False)
     text = (f"### Leave-one-out, {args.dataset}, dim {args.dim}\n\n"
             f"Command: `python benchmarks/loo.py {' '.join(sys.argv[1:])}`  \n"
