@@ -58,7 +58,7 @@ def _message(error: BaseException) -> str:
         return _one_line(str(error))
     if isinstance(error, KeyError) and error.args:  # str(KeyError) adds quotes
         return _one_line(str(error.args[0]))
-    if isinstance(error, (ValueError, FileNotFoundError, RuntimeError, OSError)):
+    if isinstance(error, (ValueError, RuntimeError, OSError, MemoryError)):
         return _one_line(str(error))
     return _one_line(f"{type(error).__name__}: {error} (run `seqrec --debug ...` for the traceback)")
 
@@ -113,6 +113,7 @@ def _is_usage_error(error: Exception) -> bool:
 def _messages_on_stderr(debug: bool) -> Iterator[None]:
     """Python warnings and seqrec log warnings as ``warning: ...`` lines (INFO logs with --debug)."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.DEBUG if debug else logging.WARNING)
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s" if debug else "warning: %(message)s"))
     logger = logging.getLogger("seqrec")
     old_level = logger.level
@@ -250,8 +251,12 @@ ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="Model directory (
 KOpt = Annotated[int, typer.Option("--k", "-k", min=1, help="List length.")]
 
 
-def _console(err: bool = False) -> Console:
-    return Console(stderr=err, highlight=False, soft_wrap=False)
+def _console() -> Console:
+    """Rich console on stdout; when stdout is not a terminal, wide enough not to cut tables."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = 160
+    return console
 
 
 # ---- data ----------------------------------------------------------------------------------------
@@ -485,6 +490,15 @@ def _metrics_table(rows: dict[str, dict[str, float]], columns: list[str], title:
     return table
 
 
+def _metric_list(metrics: dict[str, float], title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        table.add_row(name, _fmt(value))
+    return table
+
+
 def _fmt(value: float | None) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "-"
@@ -669,8 +683,10 @@ def train(
         from seqrec.train import make_fabric
 
         fabric = make_fabric(config)
-        if fabric.world_size > 1:
-            fabric.launch()  # DDP: from here on one process per device runs this command
+        # DDP: from here on one process per device runs this command. Under `fabric run` the
+        # processes exist already and Fabric has set itself up (it refuses a second launch).
+        if fabric.world_size > 1 and not getattr(fabric, "_launched", False):
+            fabric.launch()
     rank0 = fabric is None or fabric.global_rank == 0
 
     dataset = _load_data(data, fmt, user_col, item_col, timestamp_col)
@@ -713,8 +729,7 @@ def train(
         if getattr(model, "fit_result", None) is not None:
             console.print(_history_table(model.fit_result.history))
         if metrics:
-            name = preset_name or ("resumed" if resume else "esasrec")
-            console.print(_metrics_table({name: metrics}, list(metrics), title=f"test ({split})"))
+            console.print(_metric_list(metrics, title=f"test metrics ({split} split)"))
     typer.echo(f"model saved to {out}")
 
 
@@ -777,13 +792,8 @@ def evaluate_command(
                                "metrics": {n: float(v) for n, v in report.means.items()}},
                               indent=2))
         return
-    table = Table(title=f"{model_dir} on {data or _value(fmt)} ({split}, "
-                        f"{parts.test.targets.n_sequences:,} test users)")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name, value in report.means.items():
-        table.add_row(name, _fmt(value))
-    _console().print(table)
+    _console().print(_metric_list(report.means, title=f"{model_dir} on {data or _value(fmt)} "
+                                  f"({split}, {parts.test.targets.n_sequences:,} test users)"))
 
 
 # ------------------------------------------------------------------------------------------------
