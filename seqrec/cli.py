@@ -518,8 +518,10 @@ def _history_table(history: Any) -> Table:
 # ------------------------------------------------------------------------------------------------
 # quickstart
 # ------------------------------------------------------------------------------------------------
-QUICKSTART = {"dim": 64, "max_seq_len": 100, "batch_size": 64, "epochs": 30, "patience": 4}
-"""eSASRec settings of ``seqrec quickstart``, sized for a 2-core laptop CPU."""
+QUICKSTART = {"dim": 64, "max_seq_len": 200, "batch_size": 64, "n_negatives": 1024,
+              "dropout": 0.3, "epochs": 30, "patience": 5}
+"""eSASRec settings of ``seqrec quickstart``, sized for a 2-core laptop CPU: 200 items of history
+(MovieLens users have 71 ratings at the median), 1,024 sampled negatives of the 9,066 movies."""
 
 
 @app.command()
@@ -667,8 +669,9 @@ def train(
         if preset_name or config_file:
             raise CliError("--resume: uses the config saved in --out; change it with --set only")
         saved = next((p for p in (stage / "config.toml", out / "config.toml") if p.is_file()), None)
-        if saved is None:
-            raise CliError(f"--resume: no saved run in {out}")
+        has_checkpoint = any((d / "checkpoint" / "state.json").is_file() for d in (stage, out))
+        if saved is None or not has_checkpoint:
+            raise CliError(f"--resume: no checkpoint in {out} or {stage}")
         config = _config("esasrec", None, sets, base=Config.load(saved))
     else:
         config = _config(preset_name or "esasrec", config_file, sets, base=None)
@@ -735,10 +738,8 @@ def train(
 
 def _prepare_stage(stage: Path, out: Path, resume: bool, config: Any) -> None:
     """The staging directory of a training run: kept across crashes so --resume can continue."""
-    if resume:
+    if resume:  # the command checked that one of the two checkpoints exists
         if not (stage / "checkpoint" / "state.json").is_file():
-            if not (out / "checkpoint" / "state.json").is_file():
-                raise CliError(f"--resume: no checkpoint in {out} or {stage}")
             shutil.rmtree(stage, ignore_errors=True)
             stage.mkdir(parents=True)
             shutil.copytree(out / "checkpoint", stage / "checkpoint")

@@ -226,6 +226,12 @@ def test_a_failed_run_leaves_the_out_directory_untouched(log: Path, tmp_path: Pa
     fresh = tmp_path / "fresh"
     one_line_error(run("train", "--data", log, *TINY, "--out", fresh, "--quiet"), "disk full")
     assert not fresh.exists()
+    # the interrupted run kept its checkpoint beside --out: --resume finishes it
+    monkeypatch.undo()
+    ok("train", "--data", log, "--resume", "--set", "epochs=3", "--out", fresh, "--quiet")
+    state = json.loads((fresh / "checkpoint" / "state.json").read_text())["state"]
+    assert state["epoch"] == 3 and (fresh / "model.json").exists()
+    assert not (tmp_path / ".fresh.partial").exists()
 
 
 def test_force_replaces_the_out_directory(log: Path, tmp_path: Path) -> None:
@@ -250,6 +256,8 @@ def test_bad_inputs_fail_with_one_line(log: Path, model_dir: Path, tmp_path: Pat
         (["train", "--data", log, "--set", "dim", "--out", out], "key=value"),
         (["train", "--data", log, "--config", tmp_path / "none.toml", "--out", out], "none.toml"),
         (["train", "--data", log], "--out"),
+        (["train", "--data", log, "--resume", "--out", out], "--resume"),
+        (["train", "--data", log, "--split", "time", "--test-days", "1e9", "--out", out], "cutoff"),
         (["recommend", "--model", model_dir, "--users", "1,12345"], "12345"),
         (["recommend", "--model", model_dir, "--users", "abc"], "integers"),
         (["recommend", "--model", model_dir], "--users"),
