@@ -484,7 +484,8 @@ def _metrics_table(rows: dict[str, dict[str, float]], columns: list[str], title:
     for column in extra_columns:
         table.add_column(column, justify="center")
     for name, metrics in rows.items():
-        cells = [_fmt(metrics.get(column)) for column in columns]
+        cells = [f"{metrics[column]:.1f}" if column == "seconds" else _fmt(metrics.get(column))
+                 for column in columns]
         cells += [(extra or {}).get(name, {}).get(column, "") for column in extra_columns]
         table.add_row(name, *cells)
     return table
