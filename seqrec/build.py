@@ -24,6 +24,7 @@ class Parts:
     objective: Objective
     loss: Loss
     sampler: NegativeSampler | None
+    negative_sharing: str = "batch"  # "batch" | "sequence" (see Config)
 
 
 def build_objective(config: Config, n_items: int) -> Objective:
@@ -73,4 +74,5 @@ def build_parts(config: Config, n_items: int) -> Parts:
         raise ValueError(f"n_items={n_items}: the catalogue is empty")
     objective = build_objective(config, n_items)
     encoder = build_encoder(config, n_items, objective.needs_mask_token)
-    return Parts(encoder, objective, build_loss(config, n_items), build_sampler(config, n_items))
+    return Parts(encoder, objective, build_loss(config, n_items), build_sampler(config, n_items),
+                 config.negative_sharing)

@@ -24,6 +24,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "layer": ("sasrec", "ligr"),
     "loss": ("softmax", "sampled_softmax", "bce", "gbce"),
     "sampler": ("uniform", "in_batch", "mixed"),
+    "negative_sharing": ("batch", "sequence"),
     "accelerator": ("cpu", "cuda", "auto"),
     "precision": ("32-true", "bf16-mixed", "16-mixed", "auto"),
 }
@@ -34,7 +35,10 @@ class Config:
     """Everything that defines a model and how it is trained.
 
     Model parts (see :mod:`seqrec.build` for what each name means): ``objective``, ``layer``,
-    ``loss``, ``sampler``. Sizes: ``dim`` (embedding width), ``n_layers``, ``n_heads``,
+    ``loss``, ``sampler``; ``negative_sharing`` says how sampled-softmax negatives are shared:
+    ``"batch"`` (one draw for the whole batch, one matmul) or ``"sequence"`` (one draw per
+    sequence, shared by its positions: ``batch`` times more distinct negatives per step for
+    the same FLOPs, scored with one batched matmul). Sizes: ``dim`` (embedding width), ``n_layers``, ``n_heads``,
     ``max_seq_len`` (items of history the model reads), ``ff_multiplier`` (feed-forward width =
     ff_multiplier × dim). Training: ``lr`` (Adam), ``batch_size`` (sequences), ``epochs`` (upper
     bound), ``patience`` (epochs without a better validation NDCG@10 before stopping; 0 = never stop
@@ -49,6 +53,7 @@ class Config:
     loss: LossName = "sampled_softmax"
     sampler: SamplerName = "uniform"
     n_negatives: int = 256
+    negative_sharing: Literal["batch", "sequence"] = "batch"
     gbce_t: float = 0.75
     mask_prob: float = 0.2
     mixed_uniform_share: float = 0.5

@@ -109,7 +109,9 @@ class GBCELoss:
 
 
 def candidate_logits(hidden: Tensor, targets: Tensor, embeddings: Tensor, loss: Loss,
-                     negatives_ids: Tensor | None, log_q: Tensor | None) -> tuple[Tensor, Tensor]:
+                     negatives_ids: Tensor | None, log_q: Tensor | None, *,
+                     sequence_hidden: Tensor | None = None,
+                     is_target: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Score each target position against the candidates its loss needs.
 
     Args:
@@ -117,9 +119,13 @@ def candidate_logits(hidden: Tensor, targets: Tensor, embeddings: Tensor, loss: 
         targets: ``(n_targets,)`` int64 target items.
         embeddings: ``(n_items + 1, dim)`` candidate embeddings (row 0 = PAD).
         loss: decides the candidate layout (see module docstring).
-        negatives_ids: ``(n_negatives,)`` shared or ``(n_targets, n_negatives)``; unused for
-            ``"catalogue"``.
+        negatives_ids: ``(n_negatives,)`` shared by the batch, ``(batch, n_negatives)`` shared by
+            each sequence (needs ``sequence_hidden`` and ``is_target``), or ``(n_targets,
+            n_negatives)`` per target (``"per_target"`` losses); unused for ``"catalogue"``.
         log_q: ``(n_items + 1,)`` proposal log-probabilities for logQ correction, or None.
+        sequence_hidden: ``(batch, seq_len, dim)`` hidden states before gathering, for negatives
+            drawn per sequence: scored with one batched matmul, no per-target gather.
+        is_target: ``(batch, seq_len)`` bool, which positions ``hidden`` was gathered from.
 
     Returns:
         ``(logits, labels)``: ``(n_targets, n_candidates)`` float and ``(n_targets,)`` int64.
@@ -133,6 +139,14 @@ def candidate_logits(hidden: Tensor, targets: Tensor, embeddings: Tensor, loss: 
     if negatives_ids.dim() == 1:
         negative = hidden @ embeddings[negatives_ids].T  # (n_targets, n_negatives): one matmul
         hit = negatives_ids[None, :] == targets[:, None]
+    elif loss.candidates == "shared":  # one draw per sequence
+        if sequence_hidden is None or is_target is None:
+            raise ValueError("negatives drawn per sequence need sequence_hidden and is_target")
+        negative = torch.bmm(sequence_hidden, embeddings[negatives_ids].transpose(1, 2))  # (batch, seq_len, n_negatives)
+        negative = negative[is_target]  # (n_targets, n_negatives)
+        row_of_target = is_target.nonzero()[:, 0]
+        negatives_ids = negatives_ids[row_of_target]  # (n_targets, n_negatives) ids, for the masks
+        hit = negatives_ids == targets[:, None]
     else:
         negative = torch.einsum("td,tnd->tn", hidden, embeddings[negatives_ids])
         hit = negatives_ids == targets[:, None]

@@ -37,13 +37,22 @@ class NegativeSampler(Protocol):
 
     n_negatives: int
 
-    def sample(self, targets: Tensor, per_target: bool, generator: torch.Generator) -> Negatives:
+    def sample(self, targets: Tensor, per_target: bool, generator: torch.Generator,
+               n_rows: int | None = None) -> Negatives:
         """Args:
             targets: ``(n_targets,)`` int64 target items of the batch (real positions only).
             per_target: draw ``(n_targets, n_negatives)`` instead of one shared ``(n_negatives,)``.
             generator: CPU random generator (seeded by the training loop).
+            n_rows: when given (and not ``per_target``), draw ``(n_rows, n_negatives)``: one set
+                per sequence of the batch, shared by that sequence's positions.
         """
         ...
+
+
+def _shape(n_targets: int, n_negatives: int, per_target: bool, n_rows: int | None) -> tuple[int, ...]:
+    if per_target:
+        return (n_targets, n_negatives)
+    return (n_negatives,) if n_rows is None else (n_rows, n_negatives)
 
 
 @dataclass(frozen=True)
@@ -53,8 +62,9 @@ class UniformSampler:
     n_items: int
     n_negatives: int
 
-    def sample(self, targets: Tensor, per_target: bool, generator: torch.Generator) -> Negatives:
-        shape = (len(targets), self.n_negatives) if per_target else (self.n_negatives,)
+    def sample(self, targets: Tensor, per_target: bool, generator: torch.Generator,
+               n_rows: int | None = None) -> Negatives:
+        shape = _shape(len(targets), self.n_negatives, per_target, n_rows)
         ids = torch.randint(1, self.n_items + 1, shape, generator=generator)
         return Negatives(ids.to(targets.device))
 
@@ -67,8 +77,9 @@ class InBatchSampler:
     n_items: int
     n_negatives: int
 
-    def sample(self, targets: Tensor, per_target: bool, generator: torch.Generator) -> Negatives:
-        shape = (len(targets), self.n_negatives) if per_target else (self.n_negatives,)
+    def sample(self, targets: Tensor, per_target: bool, generator: torch.Generator,
+               n_rows: int | None = None) -> Negatives:
+        shape = _shape(len(targets), self.n_negatives, per_target, n_rows)
         cpu_targets = targets.cpu()
         picks = torch.randint(0, len(cpu_targets), shape, generator=generator)
         counts = torch.bincount(cpu_targets, minlength=self.n_items + 1).float()
@@ -87,11 +98,12 @@ class MixedSampler:
     n_negatives: int
     uniform_share: float = 0.5
 
-    def sample(self, targets: Tensor, per_target: bool, generator: torch.Generator) -> Negatives:
+    def sample(self, targets: Tensor, per_target: bool, generator: torch.Generator,
+               n_rows: int | None = None) -> Negatives:
         n_uniform = round(self.n_negatives * self.uniform_share)
-        uniform = UniformSampler(self.n_items, n_uniform).sample(targets, per_target, generator)
+        uniform = UniformSampler(self.n_items, n_uniform).sample(targets, per_target, generator, n_rows)
         in_batch = InBatchSampler(self.n_items, self.n_negatives - n_uniform).sample(
-            targets, per_target, generator)
+            targets, per_target, generator, n_rows)
         ids = torch.cat([uniform.ids, in_batch.ids], dim=-1)
         assert in_batch.log_q is not None
         share = n_uniform / self.n_negatives

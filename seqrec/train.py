@@ -72,11 +72,12 @@ class TrainingModule(nn.Module):
     def forward(self, inputs: Tensor, targets: Tensor, is_target: Tensor,
                 negative_ids: Tensor | None, log_q: Tensor | None) -> Tensor:
         """Loss of one batch; shapes as in :class:`seqrec.objectives.Batch`."""
-        hidden = self.encoder.encode(inputs, causal=self.parts.objective.causal)  # (batch, seq_len, dim)
-        hidden = hidden[is_target]  # (n_targets, dim): the loss never sees other positions
+        sequence_hidden = self.encoder.encode(inputs, causal=self.parts.objective.causal)  # (batch, seq_len, dim)
+        hidden = sequence_hidden[is_target]  # (n_targets, dim): the loss never sees other positions
         logits, labels = candidate_logits(hidden, targets[is_target],
                                           self.encoder.candidate_embeddings(), self.parts.loss,
-                                          negative_ids, log_q)
+                                          negative_ids, log_q, sequence_hidden=sequence_hidden,
+                                          is_target=is_target)
         return self.parts.loss(logits, labels)
 
 
@@ -145,7 +146,9 @@ def train_step(module: nn.Module, parts: Parts, rows: np.ndarray, items: np.ndar
     targets = batch.targets[batch.is_target]
     negative_ids = log_q = None
     if parts.sampler is not None:
-        negatives = parts.sampler.sample(targets, parts.loss.candidates == "per_target", generator)
+        per_sequence = parts.negative_sharing == "sequence" and parts.loss.candidates == "shared"
+        negatives = parts.sampler.sample(targets, parts.loss.candidates == "per_target", generator,
+                                         n_rows=len(rows) if per_sequence else None)
         negative_ids, log_q = negatives.ids, negatives.log_q
     inputs, all_targets, is_target, negative_ids, log_q = fabric.to_device(
         (batch.inputs, batch.targets, batch.is_target, negative_ids, log_q))

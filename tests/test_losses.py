@@ -134,3 +134,30 @@ def test_logq_correction_shifts_logits_by_minus_log_q_hand_checked():
     per_target, _ = candidate_logits(hidden, torch.tensor([1]), embeddings, BCELoss(),
                                      torch.tensor([[3, 2]]), torch.log(q))
     assert per_target[0].tolist() == pytest.approx(expected[:1] + expected[2:0:-1], abs=ATOL)
+
+
+def test_negatives_per_sequence_match_a_per_target_gather():
+    generator = torch.Generator().manual_seed(3)
+    batch, seq_len, dim, n_items, n_neg = 3, 4, 8, 20, 5
+    sequence_hidden = torch.randn(batch, seq_len, dim, generator=generator)
+    is_target = torch.tensor([[0, 1, 1, 1], [0, 0, 0, 1], [1, 1, 1, 1]], dtype=torch.bool)
+    targets = torch.randint(1, n_items + 1, (int(is_target.sum()),), generator=generator)
+    embeddings = torch.randn(n_items + 1, dim, generator=generator)
+    ids = torch.randint(1, n_items + 1, (batch, n_neg), generator=generator)
+    ids[0, 0] = targets[0]  # an accidental hit must be masked
+    hidden = sequence_hidden[is_target]
+    logits, labels = candidate_logits(hidden, targets, embeddings, SampledSoftmaxLoss(), ids, None,
+                                      sequence_hidden=sequence_hidden, is_target=is_target)
+    per_target_ids = ids[is_target.nonzero()[:, 0]]  # (n_targets, n_neg)
+    expected = torch.einsum("td,tnd->tn", hidden, embeddings[per_target_ids])
+    expected = expected.masked_fill(per_target_ids == targets[:, None], float("-inf"))
+    assert torch.isneginf(logits[0, 1])
+    torch.testing.assert_close(logits[:, 1:], expected, atol=ATOL, rtol=0)
+    torch.testing.assert_close(logits[:, 0], (hidden * embeddings[targets]).sum(-1), atol=ATOL, rtol=0)
+    assert labels.eq(0).all()
+
+
+def test_negatives_per_sequence_need_the_padded_hidden_states():
+    with pytest.raises(ValueError, match="sequence_hidden"):
+        candidate_logits(torch.randn(2, 4), torch.tensor([1, 2]), torch.randn(6, 4),
+                         SampledSoftmaxLoss(), torch.randint(1, 6, (2, 3)), None)

@@ -21,17 +21,20 @@ def _targets(generator: torch.Generator) -> torch.Tensor:
     return torch.randint(1, N_ITEMS + 1, (40,), generator=generator) // 3 + 1
 
 
-@pytest.mark.parametrize("per_target", [False, True], ids=["shared", "per_target"])
+@pytest.mark.parametrize("layout", ["shared", "per_target", "per_sequence"])
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
-def test_never_samples_pad_or_mask_over_many_draws(name, per_target):
+def test_never_samples_pad_or_mask_over_many_draws(name, layout):
     sampler = SAMPLERS[name](16)
     generator = torch.Generator().manual_seed(0)
     seen = torch.zeros(N_ITEMS + 2, dtype=torch.bool)
+    per_target = layout == "per_target"
+    n_rows = 7 if layout == "per_sequence" else None
+    expected = {"shared": (16,), "per_target": (40, 16), "per_sequence": (7, 16)}[layout]
     for _ in range(300):
         targets = _targets(generator)
-        ids = sampler.sample(targets, per_target, generator).ids
+        ids = sampler.sample(targets, per_target, generator, n_rows=n_rows).ids
         assert ids.dtype == torch.int64
-        assert ids.shape == ((len(targets), 16) if per_target else (16,))
+        assert ids.shape == expected
         assert ids.min() >= 1 and ids.max() <= N_ITEMS  # MASK would be N_ITEMS + 1
         seen[ids.reshape(-1)] = True
     if name.startswith("uniform") or name.startswith("mixed"):
