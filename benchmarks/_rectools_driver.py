@@ -25,9 +25,8 @@ def main(spec_path: str) -> None:
     import numpy as np
     import pandas as pd
     import pytorch_lightning as pl
-    from pytorch_lightning import Callback, Trainer
-
     import rectools
+    from pytorch_lightning import Callback, Trainer
     from rectools import Columns
     from rectools.dataset import Dataset
     from rectools.models import SASRecModel

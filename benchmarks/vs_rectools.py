@@ -257,8 +257,9 @@ def main() -> None:
     rectools_version = subprocess.run(
         [str(python), "-c", "import rectools, torch; print(rectools.__version__, torch.__version__)"],
         capture_output=True, text=True, check=True).stdout.split()
-    import seqrec
     import torch
+
+    import seqrec
 
     started = datetime.datetime.now().astimezone()
     load_before = os.getloadavg()
