@@ -30,7 +30,6 @@ from seqrec.batches import windows
 from seqrec.build import build_parts
 from seqrec.data import leave_one_out, load_s3rec
 from seqrec.evaluate import evaluate
-from seqrec.train import fit
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -38,7 +38,11 @@ def evaluate(model: Any, heldout: HeldOut, *, k: int | Sequence[int] = 10,
     Raises:
         ValueError: as :func:`seqrec.metrics.evaluate_score_blocks`.
     """
-    h = heldout.histories
+    # users in order of history length, so each scored block is padded only to its own longest
+    # history (metrics are per user: the order does not change them)
+    order = np.argsort(heldout.histories.lengths, kind="stable")
+    h = heldout.histories.select(order)
+    targets = heldout.targets.select(order)
     popularity = None
     if metrics is None or {"arp", "novelty"} & set(metrics):
         popularity = item_popularity(model.histories, model.n_items)
@@ -51,5 +55,5 @@ def evaluate(model: Any, heldout: HeldOut, *, k: int | Sequence[int] = 10,
                 mask_seen(scores, h.items, h.offsets, rows)
             yield scores
 
-    return evaluate_score_blocks(blocks(), heldout.targets, n_items=model.n_items, k=k,
+    return evaluate_score_blocks(blocks(), targets, n_items=model.n_items, k=k,
                                  item_popularity=popularity, metrics=metrics)

@@ -259,9 +259,12 @@ def ranked_rows(score_block: ScoreBlock, n_items: int, items: np.ndarray, offset
         ``(items, scores)``: ``(len(rows), min(k, n_items))`` int64 / float32; PAD and ``-inf``
         in slots beyond a row's eligible items.
     """
+    # blocks of similar history length: each block is padded only to its own longest history
+    order = np.argsort(np.minimum(offsets[rows + 1] - offsets[rows], 10_000), kind="stable")
+    sorted_rows = rows[order]
     out_items, out_scores = [], []
     for start in range(0, len(rows), batch_size):
-        block = rows[start : start + batch_size]
+        block = sorted_rows[start : start + batch_size]
         scores = score_block(items, offsets, block)
         if filter_viewed:
             mask_seen(scores, items, offsets, block)
@@ -272,7 +275,8 @@ def ranked_rows(score_block: ScoreBlock, n_items: int, items: np.ndarray, offset
     if not out_items:
         width = min(k, n_items)
         return torch.zeros(0, width, dtype=torch.int64), torch.zeros(0, width)
-    return torch.cat(out_items), torch.cat(out_scores)
+    restore = torch.from_numpy(np.argsort(order, kind="stable"))  # back to the caller's row order
+    return torch.cat(out_items)[restore], torch.cat(out_scores)[restore]
 
 
 def _frame(catalogue: IdIndex, items: Tensor, scores: Tensor, keys: np.ndarray,
