@@ -28,12 +28,14 @@ class Parts:
 
 
 def build_objective(config: Config, n_items: int) -> Objective:
+    """``next_item`` → :class:`NextItem`; ``masked_item`` → :class:`MaskedItem` (MASK = n_items + 1)."""
     if config.objective == "next_item":
         return NextItem(config.max_seq_len)
     return MaskedItem(config.max_seq_len, mask_token=n_items + 1, mask_prob=config.mask_prob)
 
 
 def build_loss(config: Config, n_items: int) -> Loss:
+    """``softmax`` | ``sampled_softmax`` | ``bce`` | ``gbce`` (with ``config.gbce_t``) → a loss object."""
     losses: dict[str, Loss] = {
         "softmax": SoftmaxLoss(),
         "sampled_softmax": SampledSoftmaxLoss(),
@@ -44,6 +46,8 @@ def build_loss(config: Config, n_items: int) -> Loss:
 
 
 def build_sampler(config: Config, n_items: int) -> NegativeSampler | None:
+    """``uniform`` | ``in_batch`` | ``mixed`` → a sampler of ``config.n_negatives``; None for the
+    full softmax, which needs no negatives."""
     if config.loss == "softmax":
         return None
     samplers: dict[str, NegativeSampler] = {
@@ -55,6 +59,8 @@ def build_sampler(config: Config, n_items: int) -> NegativeSampler | None:
 
 
 def build_encoder(config: Config, n_items: int, with_mask_token: bool) -> SequenceEncoder:
+    """``config.n_layers`` blocks of ``config.layer`` (``sasrec`` | ``ligr``) in a
+    :class:`SequenceEncoder` of width ``config.dim``."""
     layer_cls = LAYERS[config.layer]
     layers: list[nn.Module] = [
         layer_cls(config.dim, config.n_heads, config.dropout, config.ff_multiplier)

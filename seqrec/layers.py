@@ -58,6 +58,15 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
 
     def forward(self, query_in: Tensor, kv_in: Tensor, mask: Tensor, last_only: bool = False) -> Tensor:
+        """Args:
+            query_in: ``(batch, seq_len, dim)`` source of the queries.
+            kv_in: ``(batch, seq_len, dim)`` source of keys and values.
+            mask: ``(batch, 1, seq_len, seq_len)`` bool, True = attend.
+            last_only: queries of the last position only.
+
+        Returns:
+            ``(batch, seq_len or 1, dim)``.
+        """
         batch, seq_len, dim = kv_in.shape
         head = dim // self.n_heads
         if query_in is kv_in and not last_only:
@@ -99,6 +108,14 @@ class SASRecLayer(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor, last_only: bool = False) -> Tensor:
+        """Args:
+            x: ``(batch, seq_len, dim)`` float block input.
+            mask: ``(batch, 1, seq_len, seq_len)`` bool from :func:`attention_mask`.
+            last_only: compute the last position only.
+
+        Returns:
+            ``(batch, seq_len, dim)``, or ``(batch, 1, dim)`` with ``last_only``.
+        """
         q = self.norm_attn(x)
         attn = self.drop(self.attn(q, x, mask, last_only))
         h = (q[:, -1:] if last_only else q) + attn
@@ -117,6 +134,7 @@ class SwiGLU(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``(..., dim) -> (..., dim)``."""
         gate, up = self.gate_up(x).chunk(2, dim=-1)
         return self.down(self.drop(F.silu(gate) * up))
 
@@ -140,6 +158,14 @@ class LiGRLayer(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor, last_only: bool = False) -> Tensor:
+        """Args:
+            x: ``(batch, seq_len, dim)`` float block input.
+            mask: ``(batch, 1, seq_len, seq_len)`` bool from :func:`attention_mask`.
+            last_only: compute the last position only.
+
+        Returns:
+            ``(batch, seq_len, dim)``, or ``(batch, 1, dim)`` with ``last_only``.
+        """
         normed = self.norm_attn(x)
         attn = self.attn(normed, normed, mask, last_only)
         x_q = x[:, -1:] if last_only else x

@@ -64,6 +64,7 @@ class UniformSampler:
 
     def sample(self, targets: Tensor, per_target: bool, generator: torch.Generator,
                n_rows: int | None = None) -> Negatives:
+        """Uniform ids in 1..n_items; see :meth:`NegativeSampler.sample` for the shapes."""
         shape = _shape(len(targets), self.n_negatives, per_target, n_rows)
         ids = torch.randint(1, self.n_items + 1, shape, generator=generator)
         return Negatives(ids.to(targets.device))
@@ -79,6 +80,8 @@ class InBatchSampler:
 
     def sample(self, targets: Tensor, per_target: bool, generator: torch.Generator,
                n_rows: int | None = None) -> Negatives:
+        """Ids drawn from ``targets`` with their log-probabilities; shapes as in
+        :meth:`NegativeSampler.sample`."""
         shape = _shape(len(targets), self.n_negatives, per_target, n_rows)
         cpu_targets = targets.cpu()
         picks = torch.randint(0, len(cpu_targets), shape, generator=generator)
@@ -100,6 +103,7 @@ class MixedSampler:
 
     def sample(self, targets: Tensor, per_target: bool, generator: torch.Generator,
                n_rows: int | None = None) -> Negatives:
+        """Uniform and in-batch ids concatenated on the last axis, with the mixture's log_q."""
         n_uniform = round(self.n_negatives * self.uniform_share)
         uniform = UniformSampler(self.n_items, n_uniform).sample(targets, per_target, generator, n_rows)
         in_batch = InBatchSampler(self.n_items, self.n_negatives - n_uniform).sample(

@@ -43,9 +43,13 @@ class Objective(Protocol):
     needs_mask_token: bool
 
     def training_batch(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray,
-                       rng: np.random.Generator) -> Batch: ...
+                       rng: np.random.Generator) -> Batch:
+        """Inputs, targets and ``is_target`` for the CSR rows ``rows``."""
+        ...
 
-    def inference_inputs(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> np.ndarray: ...
+    def inference_inputs(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``(batch, seq_len)`` int64 model inputs for histories ``rows`` (left-padded)."""
+        ...
 
 
 def _to_batch(inputs: np.ndarray, targets: np.ndarray, is_target: np.ndarray) -> Batch:
@@ -64,6 +68,8 @@ class NextItem:
 
     def training_batch(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray,
                        rng: np.random.Generator) -> Batch:
+        """:class:`Batch` of ``(batch, seq_len)`` windows of the CSR rows ``rows``; ``seq_len`` is
+        the longest kept row of this batch minus one (``rng`` unused: nothing is random here)."""
         window = windows(items, offsets, rows, self.max_seq_len + 1)  # (batch, seq_len + 1)
         inputs, targets = window[:, :-1], window[:, 1:]
         return _to_batch(np.ascontiguousarray(inputs), np.ascontiguousarray(targets), inputs != PAD)
@@ -91,6 +97,7 @@ class MaskedItem:
 
     def training_batch(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray,
                        rng: np.random.Generator) -> Batch:
+        """:class:`Batch` of ``(batch, seq_len)`` windows with positions masked at random by ``rng``."""
         window = windows(items, offsets, rows, self.max_seq_len)  # (batch, seq_len)
         real = window != PAD
         masked = real & (rng.random(window.shape) < self.mask_prob)
