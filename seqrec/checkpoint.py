@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from seqrec.config import Config
 from seqrec.data.sequences import IdIndex, Sequences
+from seqrec.files import apply_umask
 
 FORMAT_VERSION = 1
 
@@ -95,6 +96,7 @@ def save_model(model: Any, path: str | Path, metrics: dict[str, float] | None = 
             info.index = info.index.map(str) if info.index.dtype == object else info.index
             info.to_parquet(tmp / "item_info.parquet")
         (tmp / "model.json").write_text(json.dumps(meta, indent=2, default=float))
+        apply_umask(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -39,6 +39,8 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from seqrec.files import apply_umask
+
 # ------------------------------------------------------------------------------------------------
 # errors: one line on stderr, no traceback unless --debug
 # ------------------------------------------------------------------------------------------------
@@ -431,6 +433,7 @@ def _check_out_dir(out: Path, force: bool, hint: str = "") -> None:
 def _publish(staged: Path, out: Path) -> None:
     """Move the complete directory ``staged`` to ``out`` (replacing it): two renames."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    apply_umask(staged)  # temporary directories and safetensors files are created private
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.replace(out, old)
@@ -458,6 +461,7 @@ def _write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as file:
             file.write(text)
+        apply_umask(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seqrec.files import apply_umask
+
 
 def pareto_front(points: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
     """Which points no other point dominates, every coordinate to be maximised.
@@ -100,6 +102,7 @@ def plot_front(names: Sequence[str], x: Sequence[float], y: Sequence[float],
         os.close(fd)
         try:
             fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120)
+            apply_umask(tmp)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

@@ -148,3 +148,26 @@ def test_save_over_an_existing_directory_replaces_it_whole(data, tmp_path):
 def test_saving_an_unfitted_model_raises(tmp_path):
     with pytest.raises(RuntimeError, match="not fitted"):
         SequentialRecommender().save(tmp_path / "model")
+
+
+def test_saved_model_directory_follows_the_umask_not_private_temp_modes(tmp_path):
+    import os
+    import stat
+
+    import numpy as np
+    import pandas as pd
+
+    import seqrec
+
+    frame = pd.DataFrame({"user_id": np.repeat(np.arange(5), 4), "item_id": np.arange(20) % 7,
+                          "timestamp": np.arange(20)})
+    model = seqrec.build_model("popular")
+    model.fit(seqrec.build_dataset(frame))
+    old = os.umask(0o022)
+    try:
+        path = model.save(tmp_path / "model")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o755
+    for item in path.iterdir():
+        assert stat.S_IMODE(item.stat().st_mode) == 0o644, item.name
