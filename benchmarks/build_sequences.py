@@ -9,7 +9,7 @@ the call: the peak is reset before the call by writing ``5`` to ``/proc/self/cle
 the kernel allows it, else the figure is the rise over the peak reached by generation (a lower
 bound). tracemalloc would see numpy's allocations too but slows the run several-fold.
 
-Prints a table and writes ``benchmarks/RESULTS_build_sequences.md``.
+Prints a table and writes ``benchmarks/results/build_sequences.md``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import pandas as pd
 
 from seqrec.data import build_dataset
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS_build_sequences.md"
+RESULTS = Path(__file__).resolve().parent / "results" / "build_sequences.md"
 
 
 def synthetic_interactions(n: int, n_users: int, n_items: int, seed: int = 0) -> pd.DataFrame:

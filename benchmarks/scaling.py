@@ -21,7 +21,7 @@ subprocess (so the peak resident set size belongs to that configuration only):
     ``seqrec.train.check_softmax_memory`` before training starts; the worker catches the
     ``MemoryError`` and the table prints its message (with the GiB estimate).
 
-Prints a table and writes ``benchmarks/RESULTS_scaling.md`` (unless ``--no-write``).
+Prints a table and writes ``benchmarks/results/scaling.md`` (unless ``--no-write``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS_scaling.md"
+RESULTS = Path(__file__).resolve().parent / "results" / "scaling.md"
 EVENTS_PER_USER = 20
 
 # (interactions, nominal catalogue, losses): interactions grow at 100k items, catalogue grows at 1M

@@ -3,7 +3,7 @@
 Starts the server (uvicorn, one process, in a subprocess on 127.0.0.1 and a free port) over a
 MovieLens model, drives ``POST /recommend`` with wrk (``apt-get install -y wrk``) and a Lua
 script that picks request bodies at random from a fixed list, and writes
-``benchmarks/RESULTS_serve.md``.
+``benchmarks/results/serve.md``.
 
     python benchmarks/serve_load.py                       # train a quick model, 60 s per level
     python benchmarks/serve_load.py --model DIR --duration 20 --concurrency 1,8,32,64
@@ -156,7 +156,7 @@ def main() -> None:
     parser.add_argument("--no-micro-batch", action="store_true")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--label", default="", help="name of this run in the results file")
-    parser.add_argument("--out", type=Path, default=HERE / "RESULTS_serve.md")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "serve.md")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     if shutil.which("wrk") is None:

@@ -25,7 +25,7 @@ Run: ``python benchmarks/vs_rectools.py [--epochs 1] [--seeds 0] [--threads 1]
   (``recommend`` of each library on the train histories), peak RSS of the child
   (``getrusage(RUSAGE_SELF).ru_maxrss``), NDCG@10 and Recall@10 on the test part.
 
-Prints a table, writes ``benchmarks/RESULTS_vs_rectools.md`` and ``benchmarks/vs_rectools.csv``.
+Prints a table, writes ``benchmarks/results/vs_rectools.md`` and ``benchmarks/results/vs_rectools.csv``.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "s3rec" / "Beauty.txt"
 DRIVER = HERE / "_rectools_driver.py"
-RESULTS = HERE / "RESULTS_vs_rectools.md"
-CSV = HERE / "vs_rectools.csv"
+RESULTS = HERE / "results" / "vs_rectools.md"
+CSV = HERE / "results" / "vs_rectools.csv"
 
 # settings common to every configuration (eSASRec paper / issue 5)
 COMMON = dict(n_layers=1, n_heads=1, dropout=0.2, max_seq_len=50, n_negatives=256,
@@ -423,7 +423,7 @@ sequences per second; "fit CPU s" the process CPU time of the whole `fit` (user 
 epochs plus each library's data preparation; less sensitive to other jobs than wall time);
 "recommend-all s" seconds for top-10 of all {info['users']:,} users with seen
 items filtered (each library's `recommend`); "peak RSS" the largest over runs. Per-run figures:
-`benchmarks/vs_rectools.csv`.
+`benchmarks/results/vs_rectools.csv`.
 """
     RESULTS.write_text(text)
     print(f"wrote {RESULTS} and {CSV}")
