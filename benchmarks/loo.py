@@ -67,6 +67,8 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
         settings = dict(dim=args.dim, n_layers=1, n_heads=1, dropout=0.2, max_seq_len=50,
                         lr=1e-3, batch_size=128, epochs=args.epochs, patience=args.patience,
                         seed=seed)
+        if args.negative_sharing and model_name in ("esasrec", "sasrec_ss"):
+            settings["negative_sharing"] = args.negative_sharing
         model = seqrec.build_model(model_name, **settings)
         start = time.perf_counter()
         result = model.fit(dataset, split.train, validation=split.validation,
@@ -122,6 +124,8 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--negative-sharing", choices=["batch", "sequence", "target"], default=None,
+                        help="override the presets' negative_sharing (sampled-softmax models)")
     parser.add_argument("--tag", default="", help="suffix of the result file names")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()

@@ -24,7 +24,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "layer": ("sasrec", "ligr"),
     "loss": ("softmax", "sampled_softmax", "bce", "gbce"),
     "sampler": ("uniform", "in_batch", "mixed"),
-    "negative_sharing": ("batch", "sequence"),
+    "negative_sharing": ("batch", "sequence", "target"),
     "accelerator": ("cpu", "cuda", "auto"),
     "precision": ("32-true", "bf16-mixed", "16-mixed", "auto"),
 }
@@ -38,7 +38,9 @@ class Config:
     ``loss``, ``sampler``; ``negative_sharing`` says how sampled-softmax negatives are shared:
     ``"batch"`` (one draw for the whole batch, one matmul) or ``"sequence"`` (one draw per
     sequence, shared by its positions: ``batch`` times more distinct negatives per step for
-    the same FLOPs, scored with one batched matmul). Sizes: ``dim`` (embedding width), ``n_layers``, ``n_heads``,
+    the same FLOPs, scored with one batched matmul) or ``"target"`` (one draw per target position,
+    as RecTools does: the most negatives per step, at the cost of a ``(n_targets, n_negatives,
+    dim)`` gather). BCE and gBCE always draw per target. Sizes: ``dim`` (embedding width), ``n_layers``, ``n_heads``,
     ``max_seq_len`` (items of history the model reads), ``ff_multiplier`` (feed-forward width =
     ff_multiplier × dim). Training: ``lr`` (Adam), ``batch_size`` (sequences), ``epochs`` (upper
     bound), ``patience`` (epochs without a better validation NDCG@10 before stopping; 0 = never stop
@@ -53,7 +55,7 @@ class Config:
     loss: LossName = "sampled_softmax"
     sampler: SamplerName = "uniform"
     n_negatives: int = 256
-    negative_sharing: Literal["batch", "sequence"] = "batch"
+    negative_sharing: Literal["batch", "sequence", "target"] = "batch"
     gbce_t: float = 0.75
     mask_prob: float = 0.2
     mixed_uniform_share: float = 0.5

@@ -111,7 +111,8 @@ class GBCELoss:
 def candidate_logits(hidden: Tensor, targets: Tensor, embeddings: Tensor, loss: Loss,
                      negatives_ids: Tensor | None, log_q: Tensor | None, *,
                      sequence_hidden: Tensor | None = None,
-                     is_target: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                     is_target: Tensor | None = None,
+                     per_sequence: bool = True) -> tuple[Tensor, Tensor]:
     """Score each target position against the candidates its loss needs.
 
     Args:
@@ -126,6 +127,8 @@ def candidate_logits(hidden: Tensor, targets: Tensor, embeddings: Tensor, loss: 
         sequence_hidden: ``(batch, seq_len, dim)`` hidden states before gathering, for negatives
             drawn per sequence: scored with one batched matmul, no per-target gather.
         is_target: ``(batch, seq_len)`` bool, which positions ``hidden`` was gathered from.
+        per_sequence: for a ``"shared"`` loss, read 2-D ``negatives_ids`` as one draw per
+            sequence (True) or one per target (False).
 
     Returns:
         ``(logits, labels)``: ``(n_targets, n_candidates)`` float and ``(n_targets,)`` int64.
@@ -139,7 +142,7 @@ def candidate_logits(hidden: Tensor, targets: Tensor, embeddings: Tensor, loss: 
     if negatives_ids.dim() == 1:
         negative = hidden @ embeddings[negatives_ids].T  # (n_targets, n_negatives): one matmul
         hit = negatives_ids[None, :] == targets[:, None]
-    elif loss.candidates == "shared":  # one draw per sequence
+    elif loss.candidates == "shared" and per_sequence:  # one draw per sequence
         if sequence_hidden is None or is_target is None:
             raise ValueError("negatives drawn per sequence need sequence_hidden and is_target")
         negative = torch.bmm(sequence_hidden, embeddings[negatives_ids].transpose(1, 2))  # (batch, seq_len, n_negatives)

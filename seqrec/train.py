@@ -77,7 +77,8 @@ class TrainingModule(nn.Module):
         logits, labels = candidate_logits(hidden, targets[is_target],
                                           self.encoder.candidate_embeddings(), self.parts.loss,
                                           negative_ids, log_q, sequence_hidden=sequence_hidden,
-                                          is_target=is_target)
+                                          is_target=is_target,
+                                          per_sequence=self.parts.negative_sharing == "sequence")
         return self.parts.loss(logits, labels)
 
 
@@ -147,7 +148,8 @@ def train_step(module: nn.Module, parts: Parts, rows: np.ndarray, items: np.ndar
     negative_ids = log_q = None
     if parts.sampler is not None:
         per_sequence = parts.negative_sharing == "sequence" and parts.loss.candidates == "shared"
-        negatives = parts.sampler.sample(targets, parts.loss.candidates == "per_target", generator,
+        per_target = parts.loss.candidates == "per_target" or parts.negative_sharing == "target"
+        negatives = parts.sampler.sample(targets, per_target, generator,
                                          n_rows=len(rows) if per_sequence else None)
         negative_ids, log_q = negatives.ids, negatives.log_q
     inputs, all_targets, is_target, negative_ids, log_q = fabric.to_device(

@@ -161,3 +161,17 @@ def test_negatives_per_sequence_need_the_padded_hidden_states():
     with pytest.raises(ValueError, match="sequence_hidden"):
         candidate_logits(torch.randn(2, 4), torch.tensor([1, 2]), torch.randn(6, 4),
                          SampledSoftmaxLoss(), torch.randint(1, 6, (2, 3)), None)
+
+
+def test_sampled_softmax_with_negatives_per_target_scores_each_target_against_its_own_draw():
+    generator = torch.Generator().manual_seed(5)
+    hidden, embeddings = torch.randn(4, 6, generator=generator), torch.randn(11, 6, generator=generator)
+    targets = torch.tensor([1, 2, 3, 4])
+    ids = torch.randint(1, 11, (4, 3), generator=generator)
+    ids[2, 1] = 3  # accidental hit of target 3
+    logits, labels = candidate_logits(hidden, targets, embeddings, SampledSoftmaxLoss(), ids, None,
+                                      per_sequence=False)
+    expected = torch.einsum("td,tnd->tn", hidden, embeddings[ids]).masked_fill(ids == targets[:, None],
+                                                                             float("-inf"))
+    torch.testing.assert_close(logits[:, 1:], expected, atol=ATOL, rtol=0)
+    assert torch.isneginf(logits[2, 2]) and labels.eq(0).all()
