@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import cpu_model, reset_peak, status_kib  # noqa: E402  (benchmarks/ helper)
 
 from seqrec.data import build_dataset
 
@@ -45,26 +46,6 @@ def synthetic_interactions(n: int, n_users: int, n_items: int, seed: int = 0) ->
     )
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
@@ -81,14 +62,14 @@ def main() -> None:
     peak_reset = False
     for _ in range(args.repeats):
         gc.collect()
-        peak_reset = _reset_peak()
-        rss_before = _status_kib("VmRSS")
-        hwm_before = _status_kib("VmHWM")
+        peak_reset = reset_peak()
+        rss_before = status_kib("VmRSS")
+        hwm_before = status_kib("VmHWM")
         start = time.perf_counter()
         dataset = build_dataset(frame)
         times.append(time.perf_counter() - start)
         base = rss_before if peak_reset else hwm_before
-        extra_mib.append((_status_kib("VmHWM") - base) / 1024)
+        extra_mib.append((status_kib("VmHWM") - base) / 1024)
         del dataset
     dataset = build_dataset(frame)
     result_mib = (
@@ -120,7 +101,7 @@ def main() -> None:
 
 Command: `{command}` ({datetime.date.today().isoformat()})
 
-Machine: {os.cpu_count()} CPUs ({_cpu_model()}), Python {platform.python_version()},
+Machine: {os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()},
 numpy {numpy.__version__}, pandas {pandas.__version__}.
 
 Data: {args.interactions:,} interactions, {args.users:,} users (uniform), {args.items:,} items

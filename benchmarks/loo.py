@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from _common import cpu_model  # noqa: E402  (benchmarks/ helper)
 
 import seqrec
 from seqrec.data import leave_one_out, load_movielens, load_recbole, load_s3rec, load_sasrec
@@ -44,14 +45,7 @@ PAPER_BEAUTY = {
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return f"{torch.get_num_threads()} torch threads, {len(__import__('os').sched_getaffinity(0))} cores, {cpu}, {platform.system()}"
 
 

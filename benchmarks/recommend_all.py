@@ -15,11 +15,11 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from _common import cpu_model  # noqa: E402  (benchmarks/ helper)
 
 import seqrec
 
@@ -51,8 +51,7 @@ def main() -> None:
         recs = model.recommend(users, k=10, filter_viewed=True)
         times.append(time.perf_counter() - start)
     assert len(recs) == 10 * len(users)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU")
+    cpu = cpu_model()
     print(f"### Recommend-all, MovieLens-1M size\n\n"
           f"Command: `python benchmarks/recommend_all.py {' '.join(sys.argv[1:])}`  \n"
           f"Date: {time.strftime('%Y-%m-%d')}; machine: {os.cpu_count()} cores, {cpu}; "

@@ -38,6 +38,8 @@ import sys
 import time
 from pathlib import Path
 
+from _common import cpu_model, reset_peak, status_kib  # noqa: E402  (benchmarks/ helper)
+
 RESULTS = Path(__file__).resolve().parent / "results" / "scaling.md"
 EVENTS_PER_USER = 20
 
@@ -75,26 +77,6 @@ def synthetic_interactions(n: int, n_users: int, n_items: int, seed: int = 0):
     )
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 # ---- worker: one configuration in this process -----------------------------------------------
@@ -117,12 +99,12 @@ def worker(spec: dict) -> dict:
     peak_reset = False
     for _ in range(spec["build_repeats"]):
         gc.collect()
-        peak_reset = _reset_peak()
-        rss_before, hwm_before = _status_kib("VmRSS"), _status_kib("VmHWM")
+        peak_reset = reset_peak()
+        rss_before, hwm_before = status_kib("VmRSS"), status_kib("VmHWM")
         start = time.perf_counter()
         dataset = build_dataset(frame)
         times.append(time.perf_counter() - start)
-        extra.append((_status_kib("VmHWM") - (rss_before if peak_reset else hwm_before)) / 1024)
+        extra.append((status_kib("VmHWM") - (rss_before if peak_reset else hwm_before)) / 1024)
         if len(times) < spec["build_repeats"]:
             del dataset
     out.update(build_s=min(times), build_extra_mib=max(extra), peak_reset=peak_reset,
@@ -151,8 +133,8 @@ def worker(spec: dict) -> dict:
     out.update(epoch_batches=epoch_batches, timed_batches=timed_batches,
                extrapolated=timed_batches < epoch_batches)
     gc.collect()
-    _reset_peak()
-    rss_before = _status_kib("VmRSS")
+    reset_peak()
+    rss_before = status_kib("VmRSS")
     model = SequentialRecommender(config)
     start = time.perf_counter()
     try:
@@ -164,8 +146,8 @@ def worker(spec: dict) -> dict:
         out.update(refused=None, timed_s=seconds, per_batch_s=seconds / timed_batches,
                    epoch_s=seconds * epoch_batches / timed_batches,
                    final_loss=result.history[0].loss)
-    out.update(train_extra_mib=(_status_kib("VmHWM") - rss_before) / 1024,
-               peak_rss_mib=_status_kib("VmHWM") / 1024)
+    out.update(train_extra_mib=(status_kib("VmHWM") - rss_before) / 1024,
+               peak_rss_mib=status_kib("VmHWM") / 1024)
     from seqrec.train import check_softmax_memory
 
     out["guard_estimate_gib"] = check_softmax_memory(
@@ -271,7 +253,7 @@ def main() -> None:
 Command: `{command}` ({datetime.date.today().isoformat()}, commit {commit or "?"}, total wall
 time {total:.0f} s)
 
-Machine: {os.cpu_count()} CPUs ({_cpu_model()}), {_mem_total_gib():.0f} GiB RAM, shared with other
+Machine: {os.cpu_count()} CPUs ({cpu_model()}), {_mem_total_gib():.0f} GiB RAM, shared with other
 jobs (load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}: timings are noisy).
 Python {platform.python_version()}, torch {torch.__version__}, numpy {numpy.__version__},
 pandas {pandas.__version__}, seqrec {seqrec.__version__}; torch threads per worker:

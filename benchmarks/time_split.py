@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import cpu_model  # noqa: E402  (benchmarks/ helper)
 
 import seqrec
 
@@ -56,8 +57,7 @@ def main() -> None:
         lines.append(f"| {row['model']} | {row['recall@10']:.4f} | {row['ndcg@10']:.4f} | "
                      f"{row['coverage@10']:.4f} | {row['arp@10']:.4f} | {row['novelty@10']:.2f} | "
                      f"{'yes' if row['pareto_optimal'] else ''} | {row['seconds']:.0f} |")
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU")
+    cpu = cpu_model()
     text = (f"### Time split, {args.dataset}, last {args.test_days:g} days as test\n\n"
             f"Command: `python benchmarks/time_split.py {' '.join(sys.argv[1:])}` (runs "
             f"`seqrec compare ... --split time --test-days {args.test_days:g}`)  \n"

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _common import status_kib  # noqa: E402  (benchmarks/ helper)
 
 import seqrec
 from seqrec.batches import windows
@@ -35,10 +36,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def peak_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return status_kib("VmHWM") / 1024
 
 
 def matmul_rate() -> float:

@@ -31,7 +31,7 @@ from lightning_fabric import Fabric
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from seqrec.batches import bucketed_batches, shard, windows
+from seqrec.batches import bucketed_batches, shard
 from seqrec.build import Parts
 from seqrec.config import Config
 from seqrec.losses import candidate_logits
@@ -354,4 +354,4 @@ def encode_histories(encoder: nn.Module, parts: Parts, items: np.ndarray, offset
         return parts.encoder.encode(inputs, causal=parts.objective.causal, last_only=True).float()
 
 
-__all__ = ["EpochLog", "FitResult", "fit", "train_step", "make_fabric", "encode_histories", "windows"]
+__all__ = ["EpochLog", "FitResult", "fit", "train_step", "make_fabric", "encode_histories"]
