@@ -12,10 +12,12 @@ Prints a Markdown table and writes it (and a CSV) under benchmarks/results/.
 from __future__ import annotations
 
 import argparse
+import logging
 import platform
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +65,7 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
                         seed=seed)
         if args.negative_sharing and model_name in ("esasrec", "sasrec_ss"):
             settings["negative_sharing"] = args.negative_sharing
+        settings.update(seqrec.config.parse_set(args.set))
         model = seqrec.build_model(model_name, **settings)
         start = time.perf_counter()
         result = model.fit(dataset, split.train, validation=split.validation,
@@ -116,23 +119,34 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--patience", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads in all")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs (model, seed) side by side in this many processes")
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--negative-sharing", choices=["batch", "sequence", "target"], default=None,
                         help="override the presets' negative_sharing (sampled-softmax models)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config field of the trained models, e.g. --set item_dropout=0.2")
     parser.add_argument("--tag", default="", help="suffix of the result file names")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     if args.dataset != "movielens" and not SHARED.exists():
         sys.exit(f"shared data not found at {SHARED}: this benchmark needs ../shared/data")
     torch.set_num_threads(args.threads)
-    rows = []
-    for model_name in args.models.split(","):
-        seeds = [0] if model_name == "popular" else [int(s) for s in args.seeds.split(",")]
-        for seed in seeds:
-            row = run(args.dataset, model_name, seed, args)
-            print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
-            rows.append(row)
+    if args.progress:  # per-epoch loss, time and validation NDCG@10 from seqrec.train's log
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    runs = [(model_name, seed) for model_name in args.models.split(",")
+            for seed in ([0] if model_name == "popular" else [int(s) for s in args.seeds.split(",")])]
+    if args.jobs > 1:  # runs side by side, the threads split between them
+        threads = max(1, args.threads // args.jobs)
+        with ProcessPoolExecutor(args.jobs, initializer=torch.set_num_threads,
+                                 initargs=(threads,)) as pool:
+            futures = [pool.submit(run, args.dataset, name, seed, args) for name, seed in runs]
+            rows = [future.result() for future in futures]
+    else:
+        rows = [run(args.dataset, name, seed, args) for name, seed in runs]
+    for row in rows:
+        print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
     frame = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"loo_{args.dataset}_dim{args.dim}{'_' + args.tag if args.tag else ''}"

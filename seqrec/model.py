@@ -8,6 +8,7 @@ have embeddings but are never scored as candidates.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqrec.layers import attention_mask
@@ -27,18 +28,24 @@ class SequenceEncoder(nn.Module):
         dropout: dropout on the input embeddings (layers hold their own).
         layers: transformer blocks built by :mod:`seqrec.build`.
         with_mask_token: reserve index ``n_items + 1`` for MASK (masked-item objective).
+        item_dropout: dropout on the rows of the item embedding table during training, one mask
+            per step shared by the input lookups and the output scores (RecTools 0.13's id item
+            network, used by the eSASRec reference code); 0 turns it off.
+        final_norm: a layer norm after the last block (the LiGR reference has none).
     """
 
     def __init__(self, n_items: int, dim: int, max_seq_len: int, dropout: float,
-                 layers: list[nn.Module], with_mask_token: bool = False) -> None:
+                 layers: list[nn.Module], with_mask_token: bool = False,
+                 item_dropout: float = 0.0, final_norm: bool = True) -> None:
         super().__init__()
         self.n_items = n_items
         self.max_seq_len = max_seq_len
+        self.item_dropout = item_dropout
         self.item_embedding = nn.Embedding(n_items + 1 + int(with_mask_token), dim, padding_idx=PAD)
         self.position_embedding = nn.Embedding(max_seq_len, dim)
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(layers)
-        self.final_norm = nn.LayerNorm(dim)
+        self.final_norm = nn.LayerNorm(dim) if final_norm else nn.Identity()
         # item and position embeddings on the same scale, so that neither drowns the other at
         # the input (nn.Embedding's default N(0, 1) position table would swamp the items)
         nn.init.normal_(self.item_embedding.weight, std=dim**-0.5)
@@ -46,7 +53,16 @@ class SequenceEncoder(nn.Module):
         with torch.no_grad():
             self.item_embedding.weight[PAD].zero_()
 
-    def encode(self, inputs: Tensor, causal: bool, last_only: bool = False) -> Tensor:
+    def item_table(self) -> Tensor:
+        """``(n_items + 1 [+ 1 MASK], dim)`` item embeddings as this step sees them: with
+        ``item_dropout`` applied in training mode, the plain table otherwise."""
+        weight = self.item_embedding.weight
+        if self.training and self.item_dropout > 0:
+            return F.dropout(weight, self.item_dropout, training=True)
+        return weight
+
+    def encode(self, inputs: Tensor, causal: bool, last_only: bool = False,
+               table: Tensor | None = None) -> Tensor:
         """Encode item windows.
 
         Args:
@@ -54,6 +70,9 @@ class SequenceEncoder(nn.Module):
                 ``seq_len <= max_seq_len``.
             causal: attention direction, decided by the objective.
             last_only: return the last position only (inference).
+            table: the item table to look inputs up in (from :meth:`item_table`, so that a
+                training step scores its candidates with the same dropout mask); default
+                :meth:`item_table`.
 
         Returns:
             ``(batch, seq_len, dim)`` float hidden states, or ``(batch, dim)`` when ``last_only``.
@@ -67,7 +86,8 @@ class SequenceEncoder(nn.Module):
         seq_len = inputs.shape[1]
         is_padding = inputs == PAD
         positions = torch.arange(self.max_seq_len - seq_len, self.max_seq_len, device=inputs.device)
-        x = self.item_embedding(inputs) + self.position_embedding(positions)  # (batch, seq_len, dim)
+        table = self.item_table() if table is None else table
+        x = F.embedding(inputs, table) + self.position_embedding(positions)  # (batch, seq_len, dim)
         x = self.dropout(x) * (~is_padding).unsqueeze(-1)
         mask = attention_mask(is_padding, causal)
         for i, layer in enumerate(self.layers):

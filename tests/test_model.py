@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from seqrec.layers import LiGRLayer, SASRecLayer
+from seqrec.layers import LiGRLayer, SASRecLayer, attention_mask
 from seqrec.model import SequenceEncoder
 
 LAYERS = {"sasrec": SASRecLayer, "ligr": LiGRLayer}
@@ -85,3 +85,37 @@ def test_inputs_longer_than_max_seq_len_raise_with_the_shape():
     encoder = _encoder("sasrec", 1)
     with pytest.raises(ValueError, match=r"\(1, 11\)"):
         encoder.encode(torch.ones(1, MAX_LEN + 1, dtype=torch.int64), causal=True)
+
+
+def test_item_dropout_acts_in_training_only_and_drops_whole_entries_of_the_table():
+    torch.manual_seed(0)
+    encoder = SequenceEncoder(200, 64, MAX_LEN, 0.0, [LiGRLayer(64, 1, 0.0, 2)], item_dropout=0.5)
+    weight = encoder.item_embedding.weight
+    assert encoder.eval().item_table() is weight  # inference sees the plain table
+    table = encoder.train().item_table()
+    kept = table[1:] != 0
+    assert 0.45 < kept.float().mean().item() < 0.55
+    torch.testing.assert_close(table[1:][kept], 2 * weight[1:][kept])  # inverted dropout scaling
+
+
+def test_encode_looks_inputs_up_in_the_table_it_is_given():
+    encoder = _encoder("ligr", 1)
+    table = encoder.item_embedding.weight.detach().clone()
+    with torch.no_grad():
+        plain = encoder.encode(INPUTS, True)
+        table[7] += 1.0  # item 7 sits at position 4 of row 0 and position 3 of row 1
+        changed = encoder.encode(INPUTS, True, table=table)
+    torch.testing.assert_close(changed[:, :3], plain[:, :3], atol=ATOL, rtol=0)
+    assert not torch.allclose(changed[0, 4], plain[0, 4], atol=ATOL)
+    assert not torch.allclose(changed[1, 3], plain[1, 3], atol=ATOL)
+
+
+def test_without_final_norm_the_encoder_returns_the_last_block_output():
+    torch.manual_seed(0)
+    layer = LiGRLayer(DIM, 2, 0.0, 2)
+    encoder = SequenceEncoder(N_ITEMS, DIM, MAX_LEN, 0.0, [layer], final_norm=False).eval()
+    assert isinstance(encoder.final_norm, torch.nn.Identity)
+    with torch.no_grad():
+        x = encoder.item_embedding(INPUTS) + encoder.position_embedding.weight[-INPUTS.shape[1]:]
+        expected = layer(x * (INPUTS != 0).unsqueeze(-1), attention_mask(INPUTS == 0, True))
+        torch.testing.assert_close(encoder.encode(INPUTS, True), expected, atol=ATOL, rtol=0)

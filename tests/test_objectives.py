@@ -76,3 +76,12 @@ def test_masked_item_inference_appends_mask_after_the_most_recent_items():
     objective = MaskedItem(max_seq_len=3, mask_token=9)
     assert objective.inference_inputs(items, offsets, np.array([0, 1, 2])).tolist() == [
         [4, 5, 9], [6, 7, 9], [0, 8, 9]]
+
+
+def test_mean_targets_written_out():
+    lengths = np.array([0, 1, 2, 5, 30])  # rows of 0 and 1 items give no next-item target
+    # next item, max_seq_len 10: min(len, 11) - 1 over rows with >= 2 items = (1 + 4 + 10) / 3
+    assert NextItem(10).mean_targets(lengths) == pytest.approx(5.0)
+    # masked item, p = 0.2, max_seq_len 10: max(0.2 * min(len, 10), 1) over rows with >= 1 item
+    # = (1 + 1 + 1 + 2) / 4
+    assert MaskedItem(10, mask_token=99, mask_prob=0.2).mean_targets(lengths) == pytest.approx(1.25)
