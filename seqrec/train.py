@@ -245,12 +245,6 @@ def fit(parts: Parts, config: Config, items: np.ndarray, offsets: np.ndarray, *,
         state.history.append(EpochLog(epoch, epoch_log[0], epoch_log[1], epoch_log[2], metric))
         state.epoch = epoch
         log.info("epoch %d loss %.4f %.1fs %.0f seq/s val_ndcg@10 %s", epoch, *epoch_log, metric)
-        if progress and fabric.global_rank == 0:  # one lasting line per epoch under the bar
-            from tqdm.auto import tqdm
-
-            shown = "–" if metric is None else f"{metric:.4f}"
-            tqdm.write(f"epoch {epoch}: loss {epoch_log[0]:.4f}, {epoch_log[2]:.0f} seq/s, "
-                       f"{epoch_log[1]:.1f} s, validation NDCG@10 {shown}")
         if ckpt is not None and fabric.global_rank == 0:
             _save_checkpoint(ckpt, module, optimizer, state, best_weights)
         fabric.barrier()
