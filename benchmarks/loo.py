@@ -46,9 +46,12 @@ PAPER_BEAUTY = {
 }
 
 
-def machine() -> str:
+def machine(jobs: int = 1) -> str:
     cpu = cpu_model()
-    return f"{torch.get_num_threads()} torch threads, {len(__import__('os').sched_getaffinity(0))} cores, {cpu}, {platform.system()}"
+    threads = f"{torch.get_num_threads()} torch threads"
+    if jobs > 1:
+        threads = f"{jobs} runs side by side, {max(1, torch.get_num_threads() // jobs)} torch thread(s) each"
+    return f"{threads}, {len(__import__('os').sched_getaffinity(0))} cores, {cpu}, {platform.system()}"
 
 
 def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace) -> dict:
@@ -153,7 +156,7 @@ def main() -> None:
     frame.to_csv(args.out / f"{stem}.csv", index=False)
     text = (f"### Leave-one-out, {args.dataset}, dim {args.dim}\n\n"
             f"Command: `python benchmarks/loo.py {' '.join(sys.argv[1:])}`  \n"
-            f"Date: {time.strftime('%Y-%m-%d')}; machine: {machine()}; seqrec {seqrec.__version__}, "
+            f"Date: {time.strftime('%Y-%m-%d')}; machine: {machine(args.jobs)}; seqrec {seqrec.__version__}, "
             f"torch {torch.__version__}\n\n{table(frame, args.dataset)}\n")
     (args.out / f"{stem}.md").write_text(text)
     print(text)
