@@ -45,7 +45,7 @@ class Config:
     ``max_seq_len`` (items of history the model reads), ``ff_multiplier`` (feed-forward width =
     ff_multiplier × dim). Training: ``lr`` (Adam), ``batch_size`` (sequences), ``epochs`` (upper
     bound), ``patience`` (epochs without a better validation NDCG@10 before stopping; 0 = never stop
-    early), ``seed``. ``n_negatives``: sampled negatives per step (shared across the batch for
+    early), ``seed``. ``n_negatives``: sampled negatives per draw (shared as ``negative_sharing`` says for
     sampled softmax, per position for bce/gbce). ``gbce_t``: gSASRec calibration parameter t
     (arXiv 2308.07192). ``mask_prob``: share of positions masked by the masked_item
     objective (BERT4Rec). ``mixed_uniform_share``: share of uniform negatives in the mixed sampler.
