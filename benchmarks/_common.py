@@ -1,4 +1,4 @@
-"""Machine facts shared by the benchmark scripts: peak memory from /proc and the CPU model."""
+"""Shared by the benchmark scripts: peak memory from /proc, the CPU model, synthetic logs."""
 
 from __future__ import annotations
 
@@ -33,3 +33,32 @@ def cpu_model() -> str:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
+
+
+def synthetic_interactions(n: int, n_users: int, n_items: int, seed: int = 0,
+                           sorted_times: bool = False):
+    """A synthetic interaction log: Zipf item popularity, uniform users, sparse raw ids.
+
+    Args:
+        n: interactions (rows).
+        n_users, n_items: how many distinct users and items to draw from.
+        seed: random seed.
+        sorted_times: timestamps increasing in row order (hence per user); default random order,
+            so that building sequences pays for the sort.
+
+    Returns:
+        pandas DataFrame with int64 ``user_id``, ``item_id``, ``timestamp`` (seconds, one year).
+    """
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    weights = 1.0 / np.arange(1, n_items + 1)
+    items = rng.choice(n_items, size=n, p=weights / weights.sum())
+    start = 1_600_000_000
+    user_id = rng.integers(0, n_users, n, dtype=np.int64) * 7 + 3
+    item_id = rng.permutation(n_items)[items].astype(np.int64) * 11 + 1
+    timestamp = rng.integers(start, start + 365 * 86_400, n, dtype=np.int64)
+    if sorted_times:
+        timestamp = np.sort(timestamp)
+    return pd.DataFrame({"user_id": user_id, "item_id": item_id, "timestamp": timestamp})

@@ -24,26 +24,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from _common import cpu_model, reset_peak, status_kib  # noqa: E402  (benchmarks/ helper)
+from _common import cpu_model, reset_peak, status_kib, synthetic_interactions  # noqa: E402  (benchmarks/ helper)
 
 from seqrec.data import build_dataset
 
 RESULTS = Path(__file__).resolve().parent / "results" / "build_sequences.md"
 
-
-def synthetic_interactions(n: int, n_users: int, n_items: int, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    weights = 1.0 / np.arange(1, n_items + 1)
-    items = rng.choice(n_items, size=n, p=weights / weights.sum())
-    start = 1_600_000_000
-    return pd.DataFrame(
-        {
-            "user_id": rng.integers(0, n_users, n, dtype=np.int64) * 7 + 3,  # sparse raw ids
-            "item_id": rng.permutation(n_items)[items].astype(np.int64) * 11 + 1,
-            "timestamp": rng.integers(start, start + 365 * 86_400, n, dtype=np.int64),
-        }
-    )
 
 
 

@@ -38,7 +38,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import cpu_model, reset_peak, status_kib  # noqa: E402  (benchmarks/ helper)
+from _common import cpu_model, reset_peak, status_kib, synthetic_interactions  # noqa: E402  (benchmarks/ helper)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scaling.md"
 EVENTS_PER_USER = 20
@@ -59,23 +59,6 @@ QUICK_GRID: list[tuple[int, int, tuple[str, ...]]] = [
 ]
 
 
-def synthetic_interactions(n: int, n_users: int, n_items: int, seed: int = 0):
-    """Zipf item popularity, uniform users, timestamps increasing in row order (hence per user)."""
-    import numpy as np
-    import pandas as pd
-
-    rng = np.random.default_rng(seed)
-    weights = 1.0 / np.arange(1, n_items + 1)
-    items = rng.choice(n_items, size=n, p=weights / weights.sum())
-    start = 1_600_000_000
-    return pd.DataFrame(
-        {
-            "user_id": rng.integers(0, n_users, n, dtype=np.int64) * 7 + 3,  # sparse raw ids
-            "item_id": rng.permutation(n_items)[items].astype(np.int64) * 11 + 1,
-            "timestamp": np.sort(rng.integers(start, start + 365 * 86_400, n, dtype=np.int64)),
-        }
-    )
-
 
 
 
@@ -92,7 +75,8 @@ def worker(spec: dict) -> dict:
     torch.set_num_threads(spec["threads"])
     n, n_items_nominal, loss = spec["interactions"], spec["items"], spec["loss"]
     out: dict = {**spec}
-    frame = synthetic_interactions(n, max(n // EVENTS_PER_USER, 1), n_items_nominal)
+    frame = synthetic_interactions(n, max(n // EVENTS_PER_USER, 1), n_items_nominal,
+                                   sorted_times=True)
 
     # (a) build_dataset
     times, extra = [], []
