@@ -47,6 +47,8 @@ PAPER_BEAUTY = {
 
 
 def machine(jobs: int = 1) -> str:
+    """One line on how the runs used this machine: torch threads (per run when ``jobs > 1``),
+    cores, CPU model, OS."""
     cpu = cpu_model()
     threads = f"{torch.get_num_threads()} torch threads"
     if jobs > 1:

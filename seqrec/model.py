@@ -95,9 +95,11 @@ class SequenceEncoder(nn.Module):
         x = self.final_norm(x)
         return x[:, -1] if last_only else x
 
-    def candidate_embeddings(self) -> Tensor:
-        """``(n_items + 1, dim)`` output embeddings of PAD and the catalogue (MASK excluded)."""
-        return self.item_embedding.weight[: self.n_items + 1]
+    def candidate_embeddings(self, table: Tensor | None = None) -> Tensor:
+        """``(n_items + 1, dim)`` output embeddings of PAD and the catalogue (MASK excluded),
+        taken from ``table`` (a training step's :meth:`item_table`) or the plain weights."""
+        table = self.item_embedding.weight if table is None else table
+        return table[: self.n_items + 1]
 
     def scores(self, hidden: Tensor) -> Tensor:
         """Full-catalogue scores.

@@ -77,7 +77,7 @@ class TrainingModule(nn.Module):
                                               table=table)  # (batch, seq_len, dim)
         hidden = sequence_hidden[is_target]  # (n_targets, dim): the loss never sees other positions
         logits, labels = candidate_logits(hidden, targets[is_target],
-                                          table[: self.encoder.n_items + 1], self.parts.loss,
+                                          self.encoder.candidate_embeddings(table), self.parts.loss,
                                           negative_ids, log_q, sequence_hidden=sequence_hidden,
                                           is_target=is_target,
                                           per_sequence=self.parts.negative_sharing == "sequence")
@@ -210,6 +210,9 @@ def fit(parts: Parts, config: Config, items: np.ndarray, offsets: np.ndarray, *,
     lengths = _training_lengths(parts, offsets)
     if not lengths.any():
         raise ValueError(f"no training sequence has >= {parts.objective.min_length} items")
+    targets_per_batch = None  # "batch": each step's mean over its own targets
+    if config.target_weighting == "uniform":
+        targets_per_batch = config.batch_size * parts.objective.mean_targets(lengths)
     torch.manual_seed(config.seed)
     module = TrainingModule(parts)
     # the fused kernel updates all parameters in one pass: on CPU it is ~10x faster than the
@@ -230,7 +233,7 @@ def fit(parts: Parts, config: Config, items: np.ndarray, offsets: np.ndarray, *,
             stopped_early = True
             break
         epoch_log = _run_epoch(module, parts, config, items, offsets, lengths, optimizer, fabric,
-                               epoch, progress and fabric.global_rank == 0)
+                               epoch, progress and fabric.global_rank == 0, targets_per_batch)
         metric = None
         if validate is not None:
             parts.encoder.eval()
@@ -258,15 +261,13 @@ def fit(parts: Parts, config: Config, items: np.ndarray, offsets: np.ndarray, *,
 
 def _run_epoch(module: nn.Module, parts: Parts, config: Config, items: np.ndarray,
                offsets: np.ndarray, lengths: np.ndarray, optimizer: torch.optim.Optimizer,
-               fabric: Fabric, epoch: int, progress: bool) -> tuple[float, float, float]:
+               fabric: Fabric, epoch: int, progress: bool,
+               targets_per_batch: float | None) -> tuple[float, float, float]:
     # every source of randomness is a function of (seed, epoch): resuming reproduces the run
     rng = np.random.default_rng([config.seed, epoch])
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
     torch.manual_seed(config.seed * 7_919 + epoch)  # dropout
     batches = bucketed_batches(lengths, config.batch_size, rng, config.bucket_batches)
-    targets_per_batch = None
-    if config.target_weighting == "uniform":
-        targets_per_batch = config.batch_size * parts.objective.mean_targets(lengths)
     batches = shard(batches, fabric.global_rank, fabric.world_size)
     module.train()
     start, total, n_seq = time.perf_counter(), 0.0, 0
