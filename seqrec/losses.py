@@ -100,6 +100,8 @@ class GBCELoss:
 
     @property
     def beta(self) -> float:
+        """gBCE's positive-logit exponent β = α (t (1 − 1/α) + 1/α), α = n_negatives / (n_items − 1)
+        (gSASRec, arXiv 2308.07192, the definition of gBCE)."""
         alpha = self.n_negatives / max(self.n_items - 1, 1)
         return alpha * (self.t * (1 - 1 / alpha) + 1 / alpha)
 

@@ -217,9 +217,13 @@ class PopularRecommender(_FittedState):
 
     def recommend_for_histories(self, histories: Sequence[Sequence[Any]], k: int = 10,
                                 **kwargs: Any) -> pd.DataFrame:
+        """Same contract as :meth:`SequentialRecommender.recommend_for_histories` (the history
+        only filters seen items: popularity does not depend on it)."""
         return recommend_histories(self, histories, k, **kwargs)
 
     def save(self, path: str | Path, metrics: dict[str, float] | None = None) -> Path:
+        """Write a model directory (JSON + safetensors, no pickle); see
+        :func:`seqrec.checkpoint.save_model` for the layout and errors."""
         from seqrec.checkpoint import save_model
 
         return save_model(self, path, metrics=metrics)
