@@ -30,7 +30,7 @@ import seqrec
 from seqrec.batches import windows
 from seqrec.build import build_parts
 from seqrec.data import leave_one_out, load_s3rec
-from seqrec.evaluate import evaluate
+from seqrec.evaluation import evaluate
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

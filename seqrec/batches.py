@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-PAD = 0
+from seqrec.data.catalogue import PAD
 
 
 def windows(items: np.ndarray, offsets: np.ndarray, rows: np.ndarray, width: int,

@@ -1,4 +1,5 @@
-"""Config strings → model parts: the one place where names map to classes."""
+"""Config strings → model parts: the one place where names map to classes, and where decisions
+that involve several parts are made once (the candidate layout)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from torch import nn
 
 from seqrec.config import Config
 from seqrec.layers import LiGRLayer, SASRecLayer
-from seqrec.losses import BCELoss, GBCELoss, Loss, SampledSoftmaxLoss, SoftmaxLoss
+from seqrec.losses import (
+    BCELoss,
+    CandidateLayout,
+    GBCELoss,
+    Loss,
+    SampledSoftmaxLoss,
+    SoftmaxLoss,
+)
 from seqrec.model import SequenceEncoder
 from seqrec.negatives import InBatchSampler, MixedSampler, NegativeSampler, UniformSampler
 from seqrec.objectives import MaskedItem, NextItem, Objective
@@ -18,13 +26,38 @@ LAYERS = {"sasrec": SASRecLayer, "ligr": LiGRLayer}
 
 @dataclass(frozen=True)
 class Parts:
-    """The pluggable parts of one model (see STYLE.md: composition, not inheritance)."""
+    """The pluggable parts of one model (see STYLE.md: composition, not inheritance).
+
+    Attributes:
+        encoder: item embeddings + transformer layers.
+        objective: inputs/targets and attention direction.
+        loss: a function of ``(logits, labels)``.
+        sampler: negatives for sampled losses (None for the full softmax).
+        layout: which candidates each target is scored against (:data:`CandidateLayout`),
+            decided by :func:`candidate_layout`; whoever swaps ``loss`` or ``sampler`` by hand
+            sets it to match.
+    """
 
     encoder: SequenceEncoder
     objective: Objective
     loss: Loss
     sampler: NegativeSampler | None
-    negative_sharing: str = "batch"  # "batch" | "sequence" (see Config)
+    layout: CandidateLayout = "per_batch"
+
+
+def candidate_layout(config: Config) -> CandidateLayout:
+    """The candidate layout of ``config``: the full catalogue for ``softmax``; one draw of
+    negatives per target position for the binary losses (``bce``, ``gbce``: SASRec and gSASRec
+    draw per position); for ``sampled_softmax`` as ``config.negative_sharing`` says
+    (``batch`` → ``"per_batch"``, ``sequence`` → ``"per_sequence"``, ``target`` →
+    ``"per_target"``)."""
+    if config.loss == "softmax":
+        return "catalogue"
+    if config.loss in ("bce", "gbce"):
+        return "per_target"
+    sharing: dict[str, CandidateLayout] = {"batch": "per_batch", "sequence": "per_sequence",
+                                           "target": "per_target"}
+    return sharing[config.negative_sharing]
 
 
 def build_objective(config: Config, n_items: int) -> Objective:
@@ -82,4 +115,4 @@ def build_parts(config: Config, n_items: int) -> Parts:
     objective = build_objective(config, n_items)
     encoder = build_encoder(config, n_items, objective.needs_mask_token)
     return Parts(encoder, objective, build_loss(config, n_items), build_sampler(config, n_items),
-                 config.negative_sharing)
+                 candidate_layout(config))

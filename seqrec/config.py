@@ -26,9 +26,13 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "sampler": ("uniform", "in_batch", "mixed"),
     "negative_sharing": ("batch", "sequence", "target"),
     "target_weighting": ("batch", "uniform"),
-    "accelerator": ("cpu", "cuda", "auto"),
-    "precision": ("32-true", "bf16-mixed", "16-mixed", "auto"),
 }
+
+RUNTIME_KEYS = ("accelerator", "devices", "num_nodes", "precision", "threads")
+"""Settings of the machine a run happens on (:class:`Runtime`): never part of a model's config."""
+
+_RETIRED_KEYS = ("eval_batch_size",)
+"""Keys older config files hold that no longer mean anything (ignored when a file is loaded)."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ class Config:
     ``max_seq_len`` (items of history the model reads), ``ff_multiplier`` (feed-forward width =
     ff_multiplier × dim). Training: ``lr`` (Adam), ``batch_size`` (sequences), ``epochs`` (upper
     bound), ``patience`` (epochs without a better validation NDCG@10 before stopping; 0 = never stop
-    early), ``seed``. ``n_negatives``: sampled negatives per draw (shared as ``negative_sharing`` says for
+    early; 30 as in the recipe that reproduces the eSASRec paper on Beauty), ``seed``. ``n_negatives``: sampled negatives per draw (shared as ``negative_sharing`` says for
     sampled softmax, per position for bce/gbce). ``gbce_t``: gSASRec calibration parameter t
     (arXiv 2308.07192). ``mask_prob``: share of positions masked by the masked_item
     objective (BERT4Rec). ``mixed_uniform_share``: share of uniform negatives in the mixed sampler.
@@ -57,6 +61,9 @@ class Config:
     ``target_weighting``: ``"batch"`` minimises each batch's mean loss over its targets;
     ``"uniform"`` divides the batch's summed loss by the expected targets per batch, so that
     length-bucketed batches weigh every target alike, as randomly mixed batches would.
+
+    Where and how fast a run happens (devices, precision, threads) is not part of a config: see
+    :class:`Runtime`.
     """
 
     objective: Objective = "next_item"
@@ -83,13 +90,8 @@ class Config:
     bucket_batches: int = 64
     target_weighting: Literal["batch", "uniform"] = "uniform"
     epochs: int = 200
-    patience: int = 10
+    patience: int = 30
     seed: int = 0
-    accelerator: str = "cpu"
-    devices: int = 1
-    num_nodes: int = 1
-    precision: str = "32-true"
-    eval_batch_size: int = 1024
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():
@@ -97,7 +99,7 @@ class Config:
             if value not in allowed:
                 raise ValueError(f"config {name}={value!r}: expected one of {', '.join(allowed)}")
         positive = ("n_negatives", "dim", "n_layers", "n_heads", "max_seq_len", "ff_multiplier",
-                    "batch_size", "bucket_batches", "epochs", "devices", "num_nodes", "eval_batch_size")
+                    "batch_size", "bucket_batches", "epochs")
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -137,6 +139,11 @@ class Config:
             ValueError: an unknown key (the message lists the known ones) or a bad value.
         """
         known = {f.name for f in fields(cls)}
+        runtime = sorted(set(values) & set(RUNTIME_KEYS))
+        if runtime:
+            raise ValueError(f"config key(s) {runtime}: a runtime setting, not part of a model "
+                             "(seqrec.Runtime in Python; --accelerator/--devices/--num-nodes/"
+                             "--threads on the command line)")
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown config key(s) {unknown}; known keys: {', '.join(sorted(known))}")
@@ -163,6 +170,16 @@ class Config:
         return cls.from_dict(data, base=base)
 
     @classmethod
+    def from_saved(cls, text: str) -> Config:
+        """Parse the ``config.toml`` of a model directory or checkpoint. Files written before
+        :class:`Runtime` existed also hold hardware keys (``devices``, ...) and
+        ``eval_batch_size``: they are ignored, since they never changed the model."""
+        data = tomllib.loads(text)
+        for key in (*RUNTIME_KEYS, *_RETIRED_KEYS):
+            data.pop(key, None)
+        return cls.from_dict(data)
+
+    @classmethod
     def load(cls, path: str | Path, base: Config | None = None) -> Config:
         """Read a TOML file.
 
@@ -175,6 +192,56 @@ class Config:
             return cls.from_toml(text, base=base)
         except tomllib.TOMLDecodeError as error:
             raise ValueError(f"{path}: not valid TOML ({error})") from None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where a run happens: hardware and threads. Never saved with a model (a model trained on 4
+    GPUs loads and serves on one CPU).
+
+    Attributes:
+        accelerator: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        devices: devices (GPUs or CPU processes) per node; more than one trains data-parallel.
+        num_nodes: machines.
+        precision: Lightning precision: ``"32-true"``, ``"bf16-mixed"``, ``"16-mixed"`` or
+            ``"auto"`` (bf16-mixed on CUDA, 32-true on CPU).
+        threads: torch intra-op threads for this process (None: torch's default, one per core).
+
+    Raises:
+        ValueError: a bad value, naming the field.
+    """
+
+    accelerator: Literal["cpu", "cuda", "auto"] = "cpu"
+    devices: int = 1
+    num_nodes: int = 1
+    precision: Literal["32-true", "bf16-mixed", "16-mixed", "auto"] = "32-true"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        choices = {"accelerator": ("cpu", "cuda", "auto"),
+                   "precision": ("32-true", "bf16-mixed", "16-mixed", "auto")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"runtime {name}={getattr(self, name)!r}: expected one of "
+                                 f"{', '.join(allowed)}")
+        for name in ("devices", "num_nodes", "threads"):
+            value = getattr(self, name)
+            if value is None and name == "threads":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"runtime {name}={value!r}: expected an integer >= 1")
+
+    @property
+    def world_size(self) -> int:
+        """Processes in all: ``devices × num_nodes``."""
+        return self.devices * self.num_nodes
+
+    def apply_threads(self) -> None:
+        """Set torch's intra-op threads for this process (when ``threads`` is given)."""
+        if self.threads is not None:
+            import torch
+
+            torch.set_num_threads(self.threads)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -228,6 +295,9 @@ def parse_set(assignments: list[str]) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise ValueError(f"--set {item!r}: expected key=value")
+        if key in RUNTIME_KEYS:
+            raise ValueError(f"--set {key}: a runtime setting, not a model config key; use "
+                             f"--{key.replace('_', '-')}")
         if key not in known:
             raise ValueError(f"--set {key}: unknown config key; known keys: {', '.join(sorted(known))}")
         try:

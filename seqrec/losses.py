@@ -1,14 +1,18 @@
-"""Losses: pure functions of ``(logits, labels)`` over real target positions only.
+"""Losses: pure functions of ``(logits, labels)`` over real target positions only, and the one
+function that builds those logits for every candidate layout.
 
 The training step gathers hidden states at ``is_target`` positions before scoring, so padding and
-non-target positions never enter a loss (their gradient is exactly zero). Each loss declares which
-candidates it needs:
+non-target positions never enter a loss (their gradient is exactly zero). Which candidates a
+target is scored against is the *candidate layout*, decided once by :mod:`seqrec.build` from the
+config and read here by :func:`candidate_logits`:
 
 * ``"catalogue"`` — logits ``(n_targets, n_items + 1)`` over every item (PAD column at -inf),
-  labels = target item index;
-* ``"shared"`` — logits ``(n_targets, 1 + n_negatives)``: column 0 the target, then one shared
-  draw of negatives; labels are all 0;
-* ``"per_target"`` — the same layout with negatives drawn per target.
+  labels = target item index (full softmax);
+* ``"per_batch"`` — logits ``(n_targets, 1 + n_negatives)``: column 0 the target, then one draw of
+  negatives shared by the whole batch (one matmul); labels are all 0;
+* ``"per_sequence"`` — the same, with one draw per sequence shared by its positions (one batched
+  matmul);
+* ``"per_target"`` — the same, with one draw per target position (a gather).
 
 Accidental hits (a negative equal to the target) arrive as ``-inf`` logits and contribute nothing.
 """
@@ -22,13 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-Candidates = Literal["catalogue", "shared", "per_target"]
+CandidateLayout = Literal["catalogue", "per_batch", "per_sequence", "per_target"]
+"""Which candidates each target is scored against (see the module docstring)."""
 
 
 class Loss(Protocol):
-    """A training loss; ``candidates`` tells the training step how to build ``logits``."""
-
-    candidates: Candidates
+    """A training loss: a pure function of the logits of a target and its candidates."""
 
     def __call__(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Args:
@@ -45,8 +48,6 @@ class Loss(Protocol):
 class SoftmaxLoss:
     """Cross-entropy over the full catalogue (BERT4Rec; "SASRec+" of Klenitskiy & Vasilev 2023)."""
 
-    candidates: Candidates = "catalogue"
-
     def __call__(self, logits: Tensor, labels: Tensor) -> Tensor:
         return F.cross_entropy(logits.float(), labels)
 
@@ -55,8 +56,6 @@ class SoftmaxLoss:
 class SampledSoftmaxLoss:
     """Cross-entropy over the target and sampled negatives (eSASRec, arXiv 2508.06450;
     Jean et al. 2015). Column 0 is the target."""
-
-    candidates: Candidates = "shared"
 
     def __call__(self, logits: Tensor, labels: Tensor) -> Tensor:
         return F.cross_entropy(logits.float(), labels)
@@ -73,8 +72,6 @@ def _positive_and_negatives(logits: Tensor, labels: Tensor) -> tuple[Tensor, Ten
 class BCELoss:
     """Binary cross-entropy of the target against each negative (SASRec, Kang & McAuley 2018,
     binary loss): ``-log σ(s⁺) - Σⱼ log(1 - σ(s⁻ⱼ))``, averaged over targets."""
-
-    candidates: Candidates = "per_target"
 
     def __call__(self, logits: Tensor, labels: Tensor) -> Tensor:
         pos, neg = _positive_and_negatives(logits, labels)
@@ -96,8 +93,6 @@ class GBCELoss:
     n_items: int
     n_negatives: int
     t: float = 0.75
-    candidates: Candidates = "per_target"
-
     @property
     def beta(self) -> float:
         """gBCE's positive-logit exponent β = α (t (1 − 1/α) + 1/α), α = n_negatives / (n_items − 1)
@@ -110,54 +105,58 @@ class GBCELoss:
         return (-self.beta * F.logsigmoid(pos) - F.logsigmoid(-neg).sum(dim=1)).mean()
 
 
-def candidate_logits(hidden: Tensor, targets: Tensor, embeddings: Tensor, loss: Loss,
-                     negatives_ids: Tensor | None, log_q: Tensor | None, *,
+def candidate_logits(hidden: Tensor, targets: Tensor, embeddings: Tensor, layout: CandidateLayout,
+                     negative_ids: Tensor | None, log_q: Tensor | None, *,
                      sequence_hidden: Tensor | None = None,
-                     is_target: Tensor | None = None,
-                     per_sequence: bool = True) -> tuple[Tensor, Tensor]:
-    """Score each target position against the candidates its loss needs.
+                     is_target: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Score each target position against the candidates of ``layout``.
 
     Args:
         hidden: ``(n_targets, dim)`` hidden states at target positions.
         targets: ``(n_targets,)`` int64 target items.
         embeddings: ``(n_items + 1, dim)`` candidate embeddings (row 0 = PAD).
-        loss: decides the candidate layout (see module docstring).
-        negatives_ids: ``(n_negatives,)`` shared by the batch, ``(batch, n_negatives)`` shared by
-            each sequence (needs ``sequence_hidden`` and ``is_target``), or ``(n_targets,
-            n_negatives)`` per target (``"per_target"`` losses); unused for ``"catalogue"``.
+        layout: the candidate layout (see the module docstring).
+        negative_ids: ``(n_negatives,)`` for ``"per_batch"``, ``(batch, n_negatives)`` for
+            ``"per_sequence"``, ``(n_targets, n_negatives)`` for ``"per_target"``; unused for
+            ``"catalogue"``.
         log_q: ``(n_items + 1,)`` proposal log-probabilities for logQ correction, or None.
-        sequence_hidden: ``(batch, seq_len, dim)`` hidden states before gathering, for negatives
-            drawn per sequence: scored with one batched matmul, no per-target gather.
-        is_target: ``(batch, seq_len)`` bool, which positions ``hidden`` was gathered from.
-        per_sequence: for a ``"shared"`` loss, read 2-D ``negatives_ids`` as one draw per
-            sequence (True) or one per target (False).
+        sequence_hidden: ``(batch, seq_len, dim)`` hidden states before gathering; needed by
+            ``"per_sequence"`` (one batched matmul, no per-target gather).
+        is_target: ``(batch, seq_len)`` bool, which positions ``hidden`` was gathered from;
+            needed by ``"per_sequence"``.
 
     Returns:
         ``(logits, labels)``: ``(n_targets, n_candidates)`` float and ``(n_targets,)`` int64.
+
+    Raises:
+        ValueError: negatives whose shape does not fit ``layout``, or ``"per_sequence"``
+            without ``sequence_hidden`` / ``is_target``.
     """
-    if loss.candidates == "catalogue":
+    if layout == "catalogue":
         logits = hidden @ embeddings.T  # (n_targets, n_items + 1)
         logits[:, 0] = float("-inf")
         return logits, targets
-    assert negatives_ids is not None
+    expected_dims = {"per_batch": 1, "per_sequence": 2, "per_target": 2}[layout]
+    if negative_ids is None or negative_ids.dim() != expected_dims:
+        shape = None if negative_ids is None else tuple(negative_ids.shape)
+        raise ValueError(f"layout {layout!r}: negative_ids of shape {shape} do not fit")
     positive = (hidden * embeddings[targets]).sum(-1, keepdim=True)  # (n_targets, 1)
-    if negatives_ids.dim() == 1:
-        negative = hidden @ embeddings[negatives_ids].T  # (n_targets, n_negatives): one matmul
-        hit = negatives_ids[None, :] == targets[:, None]
-    elif loss.candidates == "shared" and per_sequence:  # one draw per sequence
+    if layout == "per_batch":
+        negative = hidden @ embeddings[negative_ids].T  # (n_targets, n_negatives): one matmul
+        hit = negative_ids[None, :] == targets[:, None]
+    elif layout == "per_sequence":
         if sequence_hidden is None or is_target is None:
             raise ValueError("negatives drawn per sequence need sequence_hidden and is_target")
-        negative = torch.bmm(sequence_hidden, embeddings[negatives_ids].transpose(1, 2))  # (batch, seq_len, n_negatives)
+        negative = torch.bmm(sequence_hidden, embeddings[negative_ids].transpose(1, 2))  # (batch, seq_len, n_negatives)
         negative = negative[is_target]  # (n_targets, n_negatives)
-        row_of_target = is_target.nonzero()[:, 0]
-        negatives_ids = negatives_ids[row_of_target]  # (n_targets, n_negatives) ids, for the masks
-        hit = negatives_ids == targets[:, None]
+        negative_ids = negative_ids[is_target.nonzero()[:, 0]]  # (n_targets, n_negatives), for the masks
+        hit = negative_ids == targets[:, None]
     else:
-        negative = torch.einsum("td,tnd->tn", hidden, embeddings[negatives_ids])
-        hit = negatives_ids == targets[:, None]
+        negative = torch.einsum("td,tnd->tn", hidden, embeddings[negative_ids])
+        hit = negative_ids == targets[:, None]
     if log_q is not None:
         positive = positive - log_q[targets, None]
-        negative = negative - log_q[negatives_ids]
+        negative = negative - log_q[negative_ids]
     negative = negative.masked_fill(hit, float("-inf"))  # accidental hits never count
     logits = torch.cat([positive, negative], dim=1)  # (n_targets, 1 + n_negatives)
     return logits, torch.zeros(len(targets), dtype=torch.int64, device=hidden.device)

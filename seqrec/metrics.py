@@ -1,16 +1,15 @@
 """Ranking metrics: scores or top-K lists → 1-based ranks of held-out items → every metric.
 
-The tie rule, stated once. For a row with distinct target items ``T`` and scores ``s`` over
-items ``1..n_items`` (column 0 = PAD is ignored), the rank of target ``t`` is::
+Ranks follow the one tie rule of :mod:`seqrec.rank`: for a row with scores ``s`` over items
+``1..n_items`` (column 0 = PAD is ignored), the rank of target ``t`` is its position in the list
+:func:`seqrec.rank.top_k` would return::
 
-    rank_t = 1 + #{j not in T : s_j >= s_t}
-               + #{j in T, j != t : s_j > s_t}
-               + #{j in T, j != t : s_j == s_t and j < t}
+    rank_t = 1 + #{j : s_j > s_t} + #{j : s_j == s_t and tie_key(j) < tie_key(t)}
 
-Non-targets win every tie (pessimistic), so a model that scores everything equally never gets
-HitRate@1 = 1 (unless a single item is eligible); ties among targets are broken by item index so
-that ranks of distinct targets are distinct. A target scored ``-inf`` (masked) is never
-retrieved: its rank is :data:`NOT_RETRIEVED`. A held-out item repeated in a row counts once.
+counting every item (other targets included). So metrics computed from scores equal the metrics
+of the served lists, ties included; how a constant scorer stays honest under this rule is said
+in :mod:`seqrec.rank`. A target scored ``-inf`` (masked) is never retrieved: its rank is
+:data:`NOT_RETRIEVED`. A held-out item repeated in a row counts once.
 
 Ranking is over the full catalogue (no sampled candidates). Per-user metrics at cutoff ``K``,
 with ``n`` distinct targets and ``hits`` = targets with rank <= K:
@@ -22,8 +21,8 @@ with ``n`` distinct targets and ``hits`` = targets with rank <= K:
 * ``mrr@K`` = 1 / (rank of the best-ranked target) if it is <= K else 0;
 * ``map@K`` = (1 / min(n, K)) * sum over hits t of (#hits ranked at or above t) / rank_t.
 
-Beyond-accuracy metrics come from the top-K lists (from scores: ``torch.topk``, masked items
-never included, so a list may be shorter than K):
+Beyond-accuracy metrics come from the top-K lists (:func:`seqrec.rank.top_k`: masked items never
+included, so a list may be shorter than K):
 
 * ``coverage@K`` = share of the n_items catalogue items that appear in at least one list
   (one number for all users);
@@ -47,6 +46,8 @@ import pandas as pd
 import torch
 
 from seqrec.data.sequences import Sequences
+from seqrec.errors import ScoringError
+from seqrec.rank import TopK, tie_keys, top_k
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +118,8 @@ def target_ranks(scores: torch.Tensor | np.ndarray, targets: Sequences) -> np.nd
         scores: ``(n_rows, n_items + 1)`` float scores; column 0 (PAD) is ignored; masked items
             are ``-inf``. Row ``i`` scores the candidates for target row ``i``. A torch tensor
             stays on its device; work is chunked to ~16M comparisons at a time.
-        targets: ``n_rows`` rows of target item indices in ``1..n_items``. An item repeated in a
-            row is one target: every copy gets the same rank.
+        targets: ``n_rows`` rows of target item indices in ``1..n_items`` (a row may be empty).
+            An item repeated in a row is one target: every copy gets the same rank.
 
     Returns:
         ``(len(targets.items),)`` int64 ranks aligned with ``targets.items``; a target scored
@@ -134,76 +135,53 @@ def target_ranks(scores: torch.Tensor | np.ndarray, targets: Sequences) -> np.nd
         raise ValueError(f"scores have {n_rows} rows but targets have {targets.n_sequences}")
     _check_items(targets.items, n_items, "targets")
     if _has_nan(scores):
-        raise ValueError("scores contain NaN")
+        raise ScoringError("scores contain NaN: the model's weights are broken")
     row_of = np.repeat(np.arange(n_rows), targets.lengths)
-    key = row_of * (n_columns) + targets.items
-    unique_key, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    rows, items = row_of[first], targets.items[first]
+    _, first, inverse = np.unique(row_of * n_columns + targets.items, return_index=True,
+                                  return_inverse=True)
+    rows, items = row_of[first], targets.items[first]  # distinct (row, item) pairs
     device = scores.device
-    rows_t = torch.as_tensor(rows, device=device)
-    items_t = torch.as_tensor(items, device=device)
-    target_scores = scores[rows_t, items_t]  # (n_unique_targets,)
+    rows_t, items_t = torch.as_tensor(rows, device=device), torch.as_tensor(items, device=device)
+    target_scores = scores[rows_t, items_t]  # (n_targets,)
 
-    # count_ge[t] = #{j in 1..n_items : s_j >= s_t}, itself included
-    count_ge = np.empty(len(rows), dtype=np.int64)
+    # above[t] = #{j : s_j > s_t}; tied[t] = #{j : s_j == s_t}, t itself included
+    above = np.empty(len(rows), dtype=np.int64)
+    tied = np.empty(len(rows), dtype=np.int64)
     step = max(1, _CHUNK_ELEMENTS // max(n_items, 1))
-    on_cpu = device.type == "cpu"
     for start in range(0, len(rows), step):
         stop = min(start + step, len(rows))
-        first_row, last_row = int(rows[start]), int(rows[stop - 1])
-        if last_row - first_row == stop - start - 1:  # one target per row here: a view, no gather
-            block = scores[first_row : last_row + 1, 1:]  # (chunk, n_items)
-        else:
-            block = scores[rows_t[start:stop], 1:]  # (chunk, n_items)
+        block = scores[rows_t[start:stop], 1:]  # (chunk, n_items)
         threshold = target_scores[start:stop, None]  # (chunk, 1)
-        if on_cpu:  # numpy's count_nonzero is several times faster than torch's bool sum on CPU
-            ge = np.count_nonzero(_numpy(block) >= _numpy(threshold), axis=1)
-            count_ge[start:stop] = ge
-        else:
-            count_ge[start:stop] = (block >= threshold).sum(dim=1).cpu().numpy()
+        above[start:stop] = _count(block > threshold)
+        tied[start:stop] = _count(block == threshold)
 
-    # other targets tied with t but with a larger index were counted above and must not be
-    target_scores_np = target_scores.double().cpu().numpy()
-    order = np.lexsort((items, target_scores_np, rows))
-    sorted_rows, sorted_scores = rows[order], target_scores_np[order]
-    new_group = np.ones(len(order), dtype=bool)
-    new_group[1:] = (sorted_rows[1:] != sorted_rows[:-1]) | (
-        sorted_scores[1:] != sorted_scores[:-1]
-    )
-    group_start = np.flatnonzero(new_group)
-    group_id = np.cumsum(new_group) - 1
-    group_end = np.append(group_start[1:], len(order))
-    tied_after = np.empty(len(order), dtype=np.int64)
-    tied_after[order] = group_end[group_id] - np.arange(len(order)) - 1
-
-    ranks = count_ge - tied_after
-    ranks[np.isneginf(target_scores_np)] = NOT_RETRIEVED
-    del unique_key
+    # targets tied with other items: add the tied items that come first in the tie order
+    ranks = 1 + above
+    with_ties = np.flatnonzero(tied > 1)
+    keys = tie_keys(torch.arange(1, n_columns, device=device))  # (n_items,)
+    target_keys = tie_keys(items_t)
+    for start in range(0, len(with_ties), step):
+        chosen = torch.as_tensor(with_ties[start : start + step], device=device)
+        block = scores[rows_t[chosen], 1:]  # (chunk, n_items)
+        first_in_order = (block == target_scores[chosen, None]) & (keys[None, :] <
+                                                                   target_keys[chosen, None])
+        ranks[with_ties[start : start + step]] += _count(first_in_order)
+    ranks[np.isneginf(target_scores.double().cpu().numpy())] = NOT_RETRIEVED
     return ranks[inverse.ravel()]
 
 
-def top_k(scores: torch.Tensor | np.ndarray, k: int) -> Sequences:
-    """Top-K item indices per row, best first, never PAD or a ``-inf`` (masked) item.
+def _count(mask: torch.Tensor) -> np.ndarray:
+    """True entries per row of a 2-D bool tensor, as int64 numpy."""
+    if mask.device.type == "cpu":  # numpy's count_nonzero is several times faster on CPU
+        return np.count_nonzero(mask.numpy(), axis=1).astype(np.int64)
+    return mask.sum(dim=1).cpu().numpy().astype(np.int64)
 
-    Args:
-        scores: ``(n_rows, n_items + 1)`` float scores; column 0 (PAD) is ignored.
-        k: list length; rows with fewer than ``k`` finite-scored items get shorter lists.
 
-    Returns:
-        :class:`Sequences` of ``n_rows`` lists (``users`` = row numbers, ``timestamps`` = the
-        1-based position in the list). Ties are ordered as ``torch.topk`` returns them.
-    """
-    scores = _as_tensor(scores)
-    n_rows, n_columns = scores.shape
-    k = min(k, n_columns - 1)
-    step = max(1, _CHUNK_ELEMENTS // max(n_columns, 1))
-    items, keep = [], []
-    for start in range(0, n_rows, step):
-        values, indices = torch.topk(scores[start : start + step, 1:], k, dim=1)  # (chunk, k)
-        items.append((indices + 1).cpu().numpy())
-        keep.append((values > float("-inf")).cpu().numpy())
-    return _ragged(np.concatenate(items) if items else np.zeros((0, k), np.int64),
-                   np.concatenate(keep) if keep else np.zeros((0, k), bool))  # fmt: skip
+def lists_from_top_k(best: TopK) -> Sequences:
+    """:class:`~seqrec.rank.TopK` lists (PAD slots dropped) as ragged :class:`Sequences`
+    (``users`` = row numbers, ``timestamps`` = 1-based positions in the list)."""
+    items = best.items.cpu().numpy()
+    return _ragged(items, items != 0)
 
 
 def evaluate_scores(
@@ -243,7 +221,7 @@ def evaluate_scores(
     ks, names = _check_request(k, metrics, item_popularity)
     targets = _dedupe(_check_targets(targets, n_items))
     ranks = target_ranks(scores, targets)
-    lists = top_k(scores, max(ks)) if set(names) & set(LIST_METRICS) else None
+    lists = lists_from_top_k(top_k(scores, max(ks))) if set(names) & set(LIST_METRICS) else None
     return _report(ranks, targets, lists, ks, names, n_items, item_popularity)
 
 
@@ -282,7 +260,7 @@ def evaluate_score_blocks(
         rows = np.arange(row, row + block.shape[0])
         ranks.append(target_ranks(block, targets.select(rows)))
         if want_lists:
-            lists.append(top_k(block, max(ks)))
+            lists.append(lists_from_top_k(top_k(block, max(ks))))
         row += block.shape[0]
     if row != targets.n_sequences:
         raise ValueError(f"score blocks cover {row} rows but targets have {targets.n_sequences}")
@@ -309,8 +287,9 @@ def evaluate_lists(
     """Evaluate ready-made recommendation lists (any recommender's output).
 
     The rank of a target is its 1-based position in its row's list (items beyond the first K
-    are ignored); a target not in the list is not retrieved. With lists equal to the top-K of a
-    score matrix without ties, the result equals :func:`evaluate_scores`.
+    are ignored); a target not in the list is not retrieved. With lists equal to
+    :func:`seqrec.rank.top_k` of a score matrix, the result equals :func:`evaluate_scores`
+    (ties included).
 
     Args:
         lists: ``(n_rows, list_len)`` int item indices, best first, or :class:`Sequences` of

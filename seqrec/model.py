@@ -11,9 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seqrec.data.catalogue import PAD
 from seqrec.layers import attention_mask
-
-PAD = 0
 
 
 class SequenceEncoder(nn.Module):

@@ -1,7 +1,8 @@
 """Negative samplers: which non-target items a sampled loss compares each target against.
 
-A sampler returns :class:`Negatives`: item ids, either shared by the whole batch ``(n_negatives,)``
-(scored against every target with one matmul) or per target ``(n_targets, n_negatives)``, and,
+A sampler returns :class:`Negatives`: item ids of the shape the training step asks for — one
+draw for the whole batch ``(n_negatives,)``, one per sequence ``(batch, n_negatives)`` or one per
+target ``(n_targets, n_negatives)``, as the candidate layout (:mod:`seqrec.build`) decides — and,
 when the proposal is not uniform, ``log_q`` so that the training step applies the logQ
 correction of sampled softmax (Bengio & Senécal 2008; Yi et al., "Sampling-bias-corrected neural modeling", RecSys 2019). PAD and
 MASK are never sampled.
@@ -21,8 +22,8 @@ class Negatives:
     """Sampled negatives.
 
     Attributes:
-        ids: ``(n_negatives,)`` shared, or ``(n_targets, n_negatives)`` per target; int64 in
-            1..n_items.
+        ids: ``(*leading, n_negatives)`` int64 in 1..n_items (``leading`` as asked of
+            :meth:`NegativeSampler.sample`).
         log_q: ``None`` for a uniform proposal, else a function's values: ``(n_items + 1,)``
             float log-probability of proposing each item (index 0 unused), applied to both the
             target's and the negatives' logits.
@@ -37,22 +38,18 @@ class NegativeSampler(Protocol):
 
     n_negatives: int
 
-    def sample(self, targets: Tensor, per_target: bool, generator: torch.Generator,
-               n_rows: int | None = None) -> Negatives:
+    def sample(self, targets: Tensor, leading: tuple[int, ...],
+               generator: torch.Generator) -> Negatives:
         """Args:
             targets: ``(n_targets,)`` int64 target items of the batch (real positions only).
-            per_target: draw ``(n_targets, n_negatives)`` instead of one shared ``(n_negatives,)``.
+            leading: how many draws: ``()`` one for the batch, ``(batch,)`` one per sequence,
+                ``(n_targets,)`` one per target; each draw has ``n_negatives`` ids.
             generator: CPU random generator (seeded by the training loop).
-            n_rows: when given (and not ``per_target``), draw ``(n_rows, n_negatives)``: one set
-                per sequence of the batch, shared by that sequence's positions.
+
+        Returns:
+            :class:`Negatives` with ids of shape ``(*leading, n_negatives)``.
         """
         ...
-
-
-def _shape(n_targets: int, n_negatives: int, per_target: bool, n_rows: int | None) -> tuple[int, ...]:
-    if per_target:
-        return (n_targets, n_negatives)
-    return (n_negatives,) if n_rows is None else (n_rows, n_negatives)
 
 
 @dataclass(frozen=True)
@@ -62,10 +59,10 @@ class UniformSampler:
     n_items: int
     n_negatives: int
 
-    def sample(self, targets: Tensor, per_target: bool, generator: torch.Generator,
-               n_rows: int | None = None) -> Negatives:
+    def sample(self, targets: Tensor, leading: tuple[int, ...],
+               generator: torch.Generator) -> Negatives:
         """Uniform ids in 1..n_items; see :meth:`NegativeSampler.sample` for the shapes."""
-        shape = _shape(len(targets), self.n_negatives, per_target, n_rows)
+        shape = (*leading, self.n_negatives)
         ids = torch.randint(1, self.n_items + 1, shape, generator=generator)
         return Negatives(ids.to(targets.device))
 
@@ -78,11 +75,11 @@ class InBatchSampler:
     n_items: int
     n_negatives: int
 
-    def sample(self, targets: Tensor, per_target: bool, generator: torch.Generator,
-               n_rows: int | None = None) -> Negatives:
+    def sample(self, targets: Tensor, leading: tuple[int, ...],
+               generator: torch.Generator) -> Negatives:
         """Ids drawn from ``targets`` with their log-probabilities; shapes as in
         :meth:`NegativeSampler.sample`."""
-        shape = _shape(len(targets), self.n_negatives, per_target, n_rows)
+        shape = (*leading, self.n_negatives)
         cpu_targets = targets.cpu()
         picks = torch.randint(0, len(cpu_targets), shape, generator=generator)
         counts = torch.bincount(cpu_targets, minlength=self.n_items + 1).float()
@@ -101,13 +98,13 @@ class MixedSampler:
     n_negatives: int
     uniform_share: float = 0.5
 
-    def sample(self, targets: Tensor, per_target: bool, generator: torch.Generator,
-               n_rows: int | None = None) -> Negatives:
+    def sample(self, targets: Tensor, leading: tuple[int, ...],
+               generator: torch.Generator) -> Negatives:
         """Uniform and in-batch ids concatenated on the last axis, with the mixture's log_q."""
         n_uniform = round(self.n_negatives * self.uniform_share)
-        uniform = UniformSampler(self.n_items, n_uniform).sample(targets, per_target, generator, n_rows)
+        uniform = UniformSampler(self.n_items, n_uniform).sample(targets, leading, generator)
         in_batch = InBatchSampler(self.n_items, self.n_negatives - n_uniform).sample(
-            targets, per_target, generator, n_rows)
+            targets, leading, generator)
         ids = torch.cat([uniform.ids, in_batch.ids], dim=-1)
         assert in_batch.log_q is not None
         share = n_uniform / self.n_negatives

@@ -16,8 +16,7 @@ import torch
 from torch import Tensor
 
 from seqrec.batches import windows
-
-PAD = 0
+from seqrec.data.catalogue import PAD
 
 
 @dataclass(frozen=True)

@@ -2,17 +2,20 @@
 
 :class:`SequentialRecommender` wraps the transformer parts (eSASRec and relatives);
 :class:`PopularRecommender` is the most-interacted-items baseline with the same interface. Both
-produce a score block for a batch of histories, and everything after that — seen-item, include
-and exclude masks, top-K, id mapping — is shared (:func:`ranked_frame`).
+hold a :class:`~seqrec.lists.Fitted` record (id mappings, histories, item counts) once fitted or
+loaded and score blocks of histories; their lists come from :mod:`seqrec.lists`, which ranks
+through the one path of :mod:`seqrec.rank` (masks, top-K, tie rule, popular fallback).
+
+Saving and loading are :func:`seqrec.save_model` / :func:`seqrec.load_model`
+(:mod:`seqrec.model_dir`), which import this module, never the reverse.
 """
 
 from __future__ import annotations
 
-import logging
-import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,60 +23,40 @@ import torch
 from torch import Tensor
 
 from seqrec.build import Parts, build_parts
-from seqrec.config import Config, preset
-from seqrec.data.sequences import Dataset, HeldOut, IdIndex, Sequences
-from seqrec.recommend import apply_filters, item_mask, mask_seen, top_k
-from seqrec.train import FitResult, encode_histories, fit
-
-log = logging.getLogger(__name__)
-
-UnknownUser = Literal["error", "popular", "skip"]
-
-
-ScoreBlock = Callable[[np.ndarray, np.ndarray, np.ndarray], Tensor]
-"""``(items, offsets, rows) -> (len(rows), n_items + 1)`` float32 scores of CSR histories ``rows``,
-PAD column ``-inf``: what every recommender provides as ``score_block``."""
-
-
-def item_popularity(items: np.ndarray, n_items: int) -> np.ndarray:
-    """``(n_items + 1,)`` int64 interaction counts per item index (index 0 = PAD, always 0)."""
-    counts = np.bincount(items, minlength=n_items + 1).astype(np.int64)
-    counts[0] = 0
-    return counts
+from seqrec.checkpoint import FitResult
+from seqrec.config import Config, Runtime, preset
+from seqrec.data.catalogue import IdIndex
+from seqrec.data.sequences import Dataset, HeldOut, Sequences
+from seqrec.lists import (
+    Fitted,
+    UnknownPolicy,
+    check_histories,
+    fitted_state,
+    recommend_histories,
+    recommend_users,
+    to_frame,
+)
+from seqrec.rank import Filters, ItemSets, TopK, rank_rows
+from seqrec.train import OnBatch, OnEpoch, fit
 
 
-class _FittedState:
-    """What every fitted recommender carries: mappings, known histories, popularity."""
-
-    catalogue: IdIndex
-    user_index: IdIndex
-    histories: Sequences  # one row per known user, row order = histories.users
-    popularity: np.ndarray
-    item_info: pd.DataFrame | None
-
-    def _remember(self, dataset: Dataset, train: Sequences) -> None:
-        self.catalogue = dataset.catalogue
-        self.user_index = dataset.user_index
-        self.histories = train
-        self.popularity = item_popularity(train.items, len(dataset.catalogue))
-        self.item_info = dataset.item_info
-
-    @property
-    def n_items(self) -> int:
-        return len(self.catalogue)
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "catalogue"):
-            raise RuntimeError("the model is not fitted: call fit() or seqrec.load_model() first")
-
-
-class SequentialRecommender(_FittedState):
+class SequentialRecommender:
     """A transformer sequential recommender assembled from parts (see :mod:`seqrec.build`).
 
     Args:
-        config: the full configuration; default the ``esasrec`` preset.
+        config: the full model configuration; default the ``esasrec`` preset.
         parts_override: optional callable ``(parts) -> parts`` to swap any part from Python
             (e.g. ``lambda p: dataclasses.replace(p, loss=MyLoss())``), applied at fit time.
+            :func:`seqrec.save_model` saves such a model only when its encoder and objective
+            are still the ones ``config`` builds (training-only parts may differ).
+        runtime: devices, precision and threads for training (never saved with the model).
+
+    Attributes:
+        config: as given.
+        parts: the model's parts once fitted or loaded (None before).
+        fitted: ids, histories and item counts once fitted or loaded (None before).
+        fit_result: what :meth:`fit` did (None for a loaded model).
+        metadata: ``model.json`` of a loaded model (None otherwise).
 
     Example:
         >>> model = SequentialRecommender(preset("esasrec", dim=64))  # doctest: +SKIP
@@ -81,16 +64,56 @@ class SequentialRecommender(_FittedState):
         >>> model.recommend([user_id], k=10)  # doctest: +SKIP
     """
 
-    def __init__(self, config: Config | None = None, parts_override=None) -> None:
-        self.config = config or preset("esasrec")
+    def __init__(self, config: Config | None = None, parts_override: Any = None,
+                 runtime: Runtime | None = None) -> None:
+        self.config: Config = config or preset("esasrec")
         self.parts_override = parts_override
+        self.runtime: Runtime = runtime or Runtime()
         self.parts: Parts | None = None
+        self.fitted: Fitted | None = None
         self.fit_result: FitResult | None = None
+        self.metadata: dict[str, Any] | None = None
+        self._unit_embeddings: Tensor | None = None
+
+    # ---- state -------------------------------------------------------------------------------
+    @property
+    def n_items(self) -> int:
+        return fitted_state(self).n_items
+
+    @property
+    def catalogue(self) -> IdIndex:
+        return fitted_state(self).catalogue
+
+    @property
+    def user_index(self) -> IdIndex:
+        return fitted_state(self).user_index
+
+    @property
+    def histories(self) -> Sequences:
+        return fitted_state(self).histories
+
+    @property
+    def item_info(self) -> pd.DataFrame | None:
+        return fitted_state(self).item_info
+
+    def set_histories(self, histories: Sequences) -> None:
+        """Serve from ``histories`` from now on (e.g. each user's whole log after training on
+        the train part of a split). Item and user indices must be the model's own (see
+        :func:`seqrec.align_to_catalogue` for a log indexed otherwise).
+
+        Raises:
+            NotFittedError: before fit/load.
+            ValueError: indices outside the model's catalogue or users, or bad offsets.
+        """
+        data = fitted_state(self)
+        check_histories(histories, data.n_items, len(data.user_index))
+        self.fitted = replace(data, histories=histories)
 
     # ---- training ----------------------------------------------------------------------------
-    def fit(self, dataset: Dataset, train: Sequences | None = None, validation: HeldOut | None = None,
-            *, checkpoint_dir: str | Path | None = None, resume: bool = False,
-            progress: bool = False, fabric: Any = None, eval_k: int = 10) -> FitResult:
+    def fit(self, dataset: Dataset, train: Sequences | None = None,
+            validation: HeldOut | None = None, *, checkpoint_dir: str | Path | None = None,
+            resume: bool = False, progress: bool = False, fabric: Any = None, eval_k: int = 10,
+            on_epoch: OnEpoch | None = None, on_batch: OnBatch | None = None) -> FitResult:
         """Train on ``train`` sequences (default: all of ``dataset``), early-stopping on
         ``validation`` NDCG@``eval_k`` (full ranking, seen items filtered) if given.
 
@@ -99,31 +122,42 @@ class SequentialRecommender(_FittedState):
             train: training sequences (e.g. ``split.train``), never containing held-out targets.
             validation: held-out validation part (e.g. ``split.validation``).
             checkpoint_dir: write a checkpoint after every epoch there; ``resume`` continues.
-            progress: show a progress bar.
-            fabric: a launched Lightning Fabric (for DDP); default one built from the config.
+            progress: draw a progress bar and an epoch line on stderr.
+            fabric: a launched Lightning Fabric (for DDP); default one from ``self.runtime``.
+            eval_k: cutoff of the validation NDCG.
+            on_epoch / on_batch: callbacks with an :class:`~seqrec.checkpoint.EpochRecord` /
+                :class:`~seqrec.train.BatchRecord` (see :func:`seqrec.train.fit`).
 
         Returns:
-            :class:`~seqrec.train.FitResult`.
+            :class:`~seqrec.checkpoint.FitResult`.
         """
         train = dataset.sequences if train is None else train
-        self._remember(dataset, train)
+        self.fitted = Fitted(dataset.catalogue, dataset.user_index, train,
+                             train.item_counts(dataset.n_items), dataset.item_info)
+        self._unit_embeddings = None
         # initial weights follow config.seed, not whatever the global generator holds
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
-            parts = build_parts(self.config, self.n_items)
-        if self.parts_override is not None:
-            parts = self.parts_override(parts)
-        self.parts = parts
+            parts = build_parts(self.config, dataset.n_items)
+        self.parts = parts if self.parts_override is None else self.parts_override(parts)
         validate = None
         if validation is not None and validation.targets.n_sequences:
-            from seqrec.evaluate import evaluate
+            from seqrec.evaluation import evaluate
 
             def validate(_encoder: torch.nn.Module) -> float:
-                return evaluate(self, validation, k=eval_k, metrics=("ndcg",)).means[f"ndcg@{eval_k}"]
+                report = evaluate(self, validation, k=eval_k, metrics=("ndcg",))
+                return report.means[f"ndcg@{eval_k}"]
 
-        self.fit_result = fit(parts, self.config, train.items, train.offsets, validate=validate,
-                              checkpoint_dir=checkpoint_dir, resume=resume, progress=progress,
-                              fabric=fabric)
+        if progress:
+            from seqrec.progress import TrainingProgress
+
+            bar = TrainingProgress(bars=True, lines=True)
+            on_epoch, on_batch = bar.chain(on_epoch, on_batch)
+        self.runtime.apply_threads()
+        self.fit_result = fit(self.parts, self.config, train.items, train.offsets,
+                              validate=validate, checkpoint_dir=checkpoint_dir, resume=resume,
+                              fabric=fabric, runtime=self.runtime, on_epoch=on_epoch,
+                              on_batch=on_batch)
         return self.fit_result
 
     # ---- scoring -----------------------------------------------------------------------------
@@ -131,29 +165,62 @@ class SequentialRecommender(_FittedState):
         """Full-catalogue scores of histories ``rows`` of the CSR arrays.
 
         Returns:
-            ``(len(rows), n_items + 1)`` float32 on CPU; PAD column ``-inf``.
+            ``(len(rows), n_items + 1)`` float32 on CPU; PAD column ``-inf``. Only the last
+            position is computed in the final layer.
         """
-        self._check_fitted()
+        fitted_state(self)
         assert self.parts is not None
-        encoder = self.parts.encoder
+        encoder, objective = self.parts.encoder, self.parts.objective
         encoder.eval()
         device = next(encoder.parameters()).device
-        hidden = encode_histories(encoder, self.parts, items, offsets, rows, device)
+        inputs = torch.from_numpy(objective.inference_inputs(items, offsets, rows)).to(device)
+        if inputs.shape[1] == 0:  # all histories empty: one PAD column, the model sees nothing
+            inputs = torch.zeros(len(rows), 1, dtype=torch.int64, device=device)
         with torch.no_grad():
-            return encoder.scores(hidden).cpu()
+            hidden = encoder.encode(inputs, causal=objective.causal, last_only=True)
+            return encoder.scores(hidden.float()).cpu()
 
     def item_embeddings(self) -> Tensor:
         """``(n_items + 1, dim)`` float32 output embeddings (row 0 = PAD)."""
-        self._check_fitted()
+        fitted_state(self)
         assert self.parts is not None
         return self.parts.encoder.candidate_embeddings().detach().float().cpu()
+
+    def unit_item_embeddings(self) -> Tensor:
+        """``(n_items + 1, dim)`` float32 L2-normalised item embeddings (cached)."""
+        if self._unit_embeddings is None:
+            self._unit_embeddings = torch.nn.functional.normalize(self.item_embeddings(), dim=1)
+        return self._unit_embeddings
 
     # ---- recommending ------------------------------------------------------------------------
     def recommend(self, users: Iterable[Any], k: int = 10, *, filter_viewed: bool = True,
                   include_items: Iterable[Any] | None = None,
                   exclude_items: Iterable[Any] | None = None,
-                  on_unknown_user: UnknownUser = "error", batch_size: int = 1024) -> pd.DataFrame:
-        """Top-``k`` items for known users (external ids), filters applied before ranking."""
+                  on_unknown_user: UnknownPolicy = "error",
+                  batch_size: int = 1024) -> pd.DataFrame:
+        """Top-``k`` items for known users (external ids), filters applied before ranking.
+
+        Args:
+            users: external user ids (read under the id rule of :mod:`seqrec.data.catalogue`).
+            k: list length; each user gets exactly ``min(k, eligible items)`` rows.
+            filter_viewed: mask the items of the user's history.
+            include_items / exclude_items: external item ids (allow list / deny list); unknown
+                ids are dropped with a warning that counts them; an empty allow list allows
+                nothing.
+            on_unknown_user: ``"error"`` raises naming the ids; ``"popular"`` gives them the
+                most popular eligible items (score ``log(1 + count)``); ``"skip"`` leaves them
+                out with a warning that counts them.
+            batch_size: users scored per model call.
+
+        Returns:
+            DataFrame ``(user_id, item_id, score, rank)`` in external ids, rank 1-based, users
+            in the given order; ties ordered by :mod:`seqrec.rank`'s rule.
+
+        Raises:
+            UnknownUserError: unknown users with ``on_unknown_user="error"``.
+            ValueError: bad ``k`` or ``on_unknown_user``.
+            NotFittedError: before fit/load.
+        """
         return recommend_users(self, users, k, filter_viewed=filter_viewed,
                                include_items=include_items, exclude_items=exclude_items,
                                on_unknown_user=on_unknown_user, batch_size=batch_size)
@@ -161,10 +228,25 @@ class SequentialRecommender(_FittedState):
     def recommend_for_histories(self, histories: Sequence[Sequence[Any]], k: int = 10, *,
                                 filter_viewed: bool = True,
                                 include_items: Iterable[Any] | None = None,
-                                exclude_items: Iterable[Any] | None = None) -> pd.DataFrame:
-        """Top-``k`` for anonymous histories (lists of external item ids, oldest first)."""
+                                exclude_items: Iterable[Any] | None = None,
+                                on_unknown_user: UnknownPolicy = "error",
+                                batch_size: int = 1024) -> pd.DataFrame:
+        """Top-``k`` for anonymous histories (lists of external item ids, oldest first).
+
+        Unknown item ids inside a history are dropped, with one warning that counts them. A
+        history with no known item (empty, or all unknown) is treated as an unknown user:
+        ``on_unknown_user`` decides (error / popular items / skip).
+
+        Returns:
+            DataFrame ``(history, item_id, score, rank)``; ``history`` is the position of the
+            history in the input list.
+
+        Raises:
+            UnknownUserError: a history with no known item and ``on_unknown_user="error"``.
+        """
         return recommend_histories(self, histories, k, filter_viewed=filter_viewed,
-                                   include_items=include_items, exclude_items=exclude_items)
+                                   include_items=include_items, exclude_items=exclude_items,
+                                   on_unknown_user=on_unknown_user, batch_size=batch_size)
 
     def similar_items(self, items: Iterable[Any], k: int = 10) -> pd.DataFrame:
         """Item-to-item neighbours by cosine similarity of the item embeddings.
@@ -174,213 +256,72 @@ class SequentialRecommender(_FittedState):
             neighbour.
 
         Raises:
-            KeyError: an unknown item id (named).
+            UnknownItemError: an unknown item id (named).
         """
-        self._check_fitted()
-        query = list(items)
-        idx = self.catalogue.to_index(np.asarray(query, dtype=object))
-        emb = torch.nn.functional.normalize(self.item_embeddings(), dim=1)
-        scores = emb[torch.from_numpy(idx)] @ emb.T  # (n_query, n_items + 1)
-        scores[torch.arange(len(idx)), torch.from_numpy(idx)] = float("-inf")
-        apply_filters(scores)
-        best = top_k(scores, k)
-        return _frame(self.catalogue, best.items, best.scores,
-                      np.asarray(query, dtype=object), "item_id", "similar_item_id")
+        data = fitted_state(self)
+        query = np.asarray(list(items), dtype=object)
+        best = self.similar_topk(data.catalogue.to_index(query, where="items"), k)
+        return to_frame(data.catalogue, best, query, "item_id", "similar_item_id")
 
-    # ---- persistence -------------------------------------------------------------------------
-    def save(self, path: str | Path, metrics: dict[str, float] | None = None) -> Path:
-        """Write the model directory (see :mod:`seqrec.checkpoint`)."""
-        from seqrec.checkpoint import save_model
+    def similar_topk(self, item_indices: np.ndarray, k: int) -> TopK:
+        """Cosine neighbours of item indices (never the item itself), ranked by
+        :mod:`seqrec.rank`: ``(len(item_indices), k)`` :class:`~seqrec.rank.TopK`."""
+        unit = self.unit_item_embeddings()
+        query = torch.from_numpy(np.asarray(item_indices, dtype=np.int64))
 
-        return save_model(self, path, metrics=metrics)
+        def score_rows(block: np.ndarray) -> Tensor:
+            return unit[query[torch.from_numpy(block)]] @ unit.T  # (block, n_items + 1)
+
+        itself = ItemSets.from_lists([[int(i)] for i in item_indices])
+        return rank_rows(score_rows, len(query), k, Filters(seen=itself))
 
 
-class PopularRecommender(_FittedState):
+class PopularRecommender:
     """Most-interacted items first (the ``popular`` baseline): the same score for every user,
-    ``log(1 + count)`` of training interactions."""
+    ``log(1 + count)`` of training interactions; ties by :mod:`seqrec.rank`'s rule.
 
-    config = None
+    Attributes:
+        fitted: ids, histories and item counts once fitted or loaded (None before).
+        metadata: ``model.json`` of a loaded model (None otherwise).
+    """
 
-    def fit(self, dataset: Dataset, train: Sequences | None = None, validation: HeldOut | None = None,
-            **_: Any) -> None:
-        """Count training interactions per item (``train`` defaults to all of ``dataset``)."""
-        self._remember(dataset, dataset.sequences if train is None else train)
+    config: None = None
+
+    def __init__(self) -> None:
+        self.fitted: Fitted | None = None
+        self.metadata: dict[str, Any] | None = None
+
+    n_items = SequentialRecommender.n_items
+    catalogue = SequentialRecommender.catalogue
+    user_index = SequentialRecommender.user_index
+    histories = SequentialRecommender.histories
+    item_info = SequentialRecommender.item_info
+    set_histories = SequentialRecommender.set_histories
+
+    def fit(self, dataset: Dataset, train: Sequences | None = None,
+            validation: HeldOut | None = None, **_: Any) -> None:
+        """Count training interactions per item (``train`` defaults to all of ``dataset``);
+        ``validation`` and training options are accepted and unused."""
+        train = dataset.sequences if train is None else train
+        self.fitted = Fitted(dataset.catalogue, dataset.user_index, train,
+                             train.item_counts(dataset.n_items), dataset.item_info)
 
     def score_block(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> Tensor:
         """``(len(rows), n_items + 1)`` float32, identical rows; PAD ``-inf``."""
-        self._check_fitted()
-        return popularity_scores(self.popularity, len(rows))
+        return fitted_state(self).popularity_scores().expand(len(rows), -1).clone()
 
-    def recommend(self, users: Iterable[Any], k: int = 10, **kwargs: Any) -> pd.DataFrame:
+    def recommend(self, users: Iterable[Any], k: int = 10, **options: Any) -> pd.DataFrame:
         """Same contract as :meth:`SequentialRecommender.recommend`."""
-        return recommend_users(self, users, k, **kwargs)
+        return recommend_users(self, users, k, **options)
 
     def recommend_for_histories(self, histories: Sequence[Sequence[Any]], k: int = 10,
-                                **kwargs: Any) -> pd.DataFrame:
+                                **options: Any) -> pd.DataFrame:
         """Same contract as :meth:`SequentialRecommender.recommend_for_histories` (the history
         only filters seen items: popularity does not depend on it)."""
-        return recommend_histories(self, histories, k, **kwargs)
-
-    def save(self, path: str | Path, metrics: dict[str, float] | None = None) -> Path:
-        """Write a model directory (JSON + safetensors, no pickle); see
-        :func:`seqrec.checkpoint.save_model` for the layout and errors."""
-        from seqrec.checkpoint import save_model
-
-        return save_model(self, path, metrics=metrics)
+        return recommend_histories(self, histories, k, **options)
 
 
-# ---- shared recommend path ---------------------------------------------------------------------
-def _filter_masks(model: _FittedState, include_items, exclude_items) -> tuple[Tensor | None, Tensor | None]:
-    masks = []
-    for name, ids in (("include_items", include_items), ("exclude_items", exclude_items)):
-        if ids is None:
-            masks.append(None)
-            continue
-        values = list(ids)
-        idx = model.catalogue.to_index(np.asarray(values, dtype=object), unknown="pad")
-        unknown = int((idx < 0).sum())
-        if unknown:
-            warnings.warn(f"{name}: {unknown} unknown item id(s) dropped", stacklevel=3)
-        masks.append(item_mask(model.n_items, idx[idx >= 0]))
-    return masks[0], masks[1]
-
-
-def popularity_scores(popularity: np.ndarray, n_rows: int) -> Tensor:
-    """``(n_rows, n_items + 1)`` float32 rows of ``log(1 + count)``; PAD ``-inf``."""
-    scores = torch.from_numpy(np.log1p(popularity).astype(np.float32))
-    scores = scores.expand(n_rows, -1).clone()
-    scores[:, 0] = float("-inf")
-    return scores
-
-
-def ranked_rows(score_block: ScoreBlock, n_items: int, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray, k: int, *,
-                filter_viewed: bool, include: Tensor | None, exclude: Tensor | None,
-                batch_size: int = 1024) -> tuple[Tensor, Tensor]:
-    """Top-``k`` item indices and scores for histories ``rows``: score, mask, rank — one model
-    call per block, no refill.
-
-    Returns:
-        ``(items, scores)``: ``(len(rows), min(k, n_items))`` int64 / float32; PAD and ``-inf``
-        in slots beyond a row's eligible items.
-    """
-    # blocks of similar history length: each block is padded only to its own longest history
-    order = np.argsort(np.minimum(offsets[rows + 1] - offsets[rows], 10_000), kind="stable")
-    sorted_rows = rows[order]
-    out_items, out_scores = [], []
-    for start in range(0, len(rows), batch_size):
-        block = sorted_rows[start : start + batch_size]
-        scores = score_block(items, offsets, block)
-        if filter_viewed:
-            mask_seen(scores, items, offsets, block)
-        apply_filters(scores, include, exclude)
-        best = top_k(scores, k)
-        out_items.append(best.items)
-        out_scores.append(best.scores)
-    if not out_items:
-        width = min(k, n_items)
-        return torch.zeros(0, width, dtype=torch.int64), torch.zeros(0, width)
-    restore = torch.from_numpy(np.argsort(order, kind="stable"))  # back to the caller's row order
-    return torch.cat(out_items)[restore], torch.cat(out_scores)[restore]
-
-
-def _frame(catalogue: IdIndex, items: Tensor, scores: Tensor, keys: np.ndarray,
-           key_name: str, item_name: str = "item_id") -> pd.DataFrame:
-    """Long DataFrame ``(key, item, score, rank)`` without the empty (PAD) slots."""
-    n_rows, width = items.shape
-    flat_items = items.reshape(-1).numpy()
-    keep = flat_items != 0
-    ranks = np.tile(np.arange(1, width + 1), n_rows)[keep]
-    return pd.DataFrame({
-        key_name: np.repeat(keys, width)[keep],
-        item_name: catalogue.to_external(flat_items[keep]),
-        "score": scores.reshape(-1).numpy()[keep],
-        "rank": ranks,
-    })
-
-
-def recommend_users(model: _FittedState, users: Iterable[Any], k: int = 10, *,
-                    filter_viewed: bool = True, include_items: Iterable[Any] | None = None,
-                    exclude_items: Iterable[Any] | None = None,
-                    on_unknown_user: UnknownUser = "error", batch_size: int = 1024) -> pd.DataFrame:
-    """Top-``k`` for known users by external id; see :class:`SequentialRecommender`.
-
-    Args:
-        users: external user ids.
-        k: list length; each user gets exactly ``min(k, eligible items)`` rows.
-        filter_viewed: mask items in the user's training history.
-        include_items / exclude_items: external item ids (whitelist / blacklist); unknown ids are
-            dropped with a warning that counts them.
-        on_unknown_user: ``"error"`` raises naming the ids; ``"popular"`` gives them the most
-            popular eligible items (score = log(1 + count)); ``"skip"`` leaves them out.
-
-    Returns:
-        DataFrame ``(user_id, item_id, score, rank)`` in external ids, rank 1-based.
-
-    Raises:
-        KeyError: unknown users with ``on_unknown_user="error"``.
-        ValueError: bad ``k`` or ``on_unknown_user``.
-    """
-    model._check_fitted()
-    if on_unknown_user not in ("error", "popular", "skip"):
-        raise ValueError(f"on_unknown_user={on_unknown_user!r}: expected 'error', 'popular' or 'skip'")
-    user_list = np.asarray(list(users), dtype=object)
-    user_idx = model.user_index.to_index(user_list, unknown="pad")
-    # map user index -> row in the histories (users absent from training have no row)
-    row_of = np.full(len(model.user_index), -1, dtype=np.int64)
-    row_of[model.histories.users] = np.arange(model.histories.n_sequences)
-    rows = np.where(user_idx >= 0, row_of[np.maximum(user_idx, 0)], -1)
-    unknown = rows < 0
-    if unknown.any() and on_unknown_user == "error":
-        raise KeyError(f"{int(unknown.sum())} unknown user id(s): {user_list[unknown][:5].tolist()}")
-    include, exclude = _filter_masks(model, include_items, exclude_items)
-    h = model.histories
-    known_items, known_scores = ranked_rows(model.score_block, model.n_items, h.items, h.offsets, rows[~unknown], k,
-                                            filter_viewed=filter_viewed, include=include,
-                                            exclude=exclude, batch_size=batch_size)
-    frames = [_frame(model.catalogue, known_items, known_scores, user_list[~unknown], "user_id")]
-    if unknown.any() and on_unknown_user == "popular":
-        def popular(_items: np.ndarray, _offsets: np.ndarray, block: np.ndarray) -> Tensor:
-            return popularity_scores(model.popularity, len(block))
-
-        empty = np.zeros(int(unknown.sum()) + 1, dtype=np.int64)
-        pop_items, pop_scores = ranked_rows(popular, model.n_items, np.zeros(0, dtype=np.int64), empty,
-                                            np.arange(int(unknown.sum())), k, filter_viewed=False,
-                                            include=include, exclude=exclude)
-        frames.append(_frame(model.catalogue, pop_items, pop_scores, user_list[unknown], "user_id"))
-    out = pd.concat(frames, ignore_index=True)
-    if len(frames) > 1:  # keep the caller's user order
-        order = {u: i for i, u in enumerate(user_list.tolist())}
-        out = out.sort_values(["user_id", "rank"], key=lambda s: s.map(order) if s.name == "user_id" else s,
-                              kind="stable", ignore_index=True)
-    return out
-
-
-def recommend_histories(model: _FittedState, histories: Sequence[Sequence[Any]], k: int = 10, *,
-                        filter_viewed: bool = True, include_items: Iterable[Any] | None = None,
-                        exclude_items: Iterable[Any] | None = None) -> pd.DataFrame:
-    """Top-``k`` for anonymous histories (not in training), oldest item first.
-
-    Unknown item ids inside a history are dropped, with one warning that counts them.
-
-    Returns:
-        DataFrame ``(history, item_id, score, rank)``; ``history`` is the position of the history
-        in the input list.
-    """
-    model._check_fitted()
-    lengths = np.array([len(h) for h in histories], dtype=np.int64)
-    flat = [x for h in histories for x in h]
-    idx = model.catalogue.to_index(np.asarray(flat, dtype=object), unknown="pad")
-    known = idx >= 0
-    if not known.all():
-        warnings.warn(f"histories: {int((~known).sum())} unknown item id(s) dropped", stacklevel=3)
-    row_ids = np.repeat(np.arange(len(histories)), lengths)[known]
-    items = idx[known]
-    offsets = np.zeros(len(histories) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(row_ids, minlength=len(histories)), out=offsets[1:])
-    include, exclude = _filter_masks(model, include_items, exclude_items)
-    best_items, best_scores = ranked_rows(model.score_block, model.n_items, items, offsets, np.arange(len(histories)), k,
-                                          filter_viewed=filter_viewed, include=include, exclude=exclude)
-    return _frame(model.catalogue, best_items, best_scores, np.arange(len(histories)), "history")
+Recommender = SequentialRecommender | PopularRecommender
 
 
 def esasrec(**overrides: Any) -> SequentialRecommender:
@@ -389,7 +330,8 @@ def esasrec(**overrides: Any) -> SequentialRecommender:
     return SequentialRecommender(preset("esasrec", **overrides))
 
 
-def build_model(preset_name: str = "esasrec", **overrides: Any) -> SequentialRecommender | PopularRecommender:
+def build_model(preset_name: str = "esasrec", *, runtime: Runtime | None = None,
+                **overrides: Any) -> Recommender:
     """A recommender by preset name (``popular`` or any of :data:`seqrec.config.PRESETS`).
 
     Raises:
@@ -399,4 +341,4 @@ def build_model(preset_name: str = "esasrec", **overrides: Any) -> SequentialRec
         if overrides:
             raise ValueError(f"preset 'popular' takes no settings, got {sorted(overrides)}")
         return PopularRecommender()
-    return SequentialRecommender(preset(preset_name, **overrides))
+    return SequentialRecommender(preset(preset_name, **overrides), runtime=runtime)

@@ -6,59 +6,71 @@ training across GPUs or nodes; everything else is plain PyTorch in this file. Ea
 1. rows of the training sequences are shuffled and grouped into length buckets
    (:func:`seqrec.batches.bucketed_batches`), each rank taking a disjoint shard;
 2. each batch is cut from the CSR arrays, encoded, and scored only at real target positions
-   against the candidates its loss needs (shared negatives: one matmul);
-3. validation NDCG@10 decides early stopping; a checkpoint is written atomically.
+   against the candidates of the parts' layout (:func:`seqrec.losses.candidate_logits`);
+3. validation NDCG@10 decides early stopping; a checkpoint is written atomically
+   (:mod:`seqrec.checkpoint`); ``on_epoch`` receives an :class:`EpochRecord`.
 
+The loop prints nothing: progress reaches a caller through ``on_batch`` and ``on_epoch``.
 Randomness is derived from ``(seed, epoch)`` at the start of every epoch, so a run resumed from
 the checkpoint of epoch ``e`` continues exactly like an uninterrupted one.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
-import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed
 from lightning_fabric import Fabric
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from seqrec.batches import bucketed_batches, shard
 from seqrec.build import Parts
-from seqrec.config import Config
+from seqrec.checkpoint import (
+    EpochRecord,
+    FitResult,
+    TrainState,
+    find_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from seqrec.config import Config, Runtime
 from seqrec.losses import candidate_logits
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class EpochLog:
-    """What one epoch did. ``seconds`` is training time only (validation excluded)."""
+class BatchRecord:
+    """One optimisation step, handed to ``fit(on_batch=...)``.
 
+    Attributes:
+        rank: global rank of the process that took the step (0 without DDP).
+        epoch: 1-based epoch.
+        index: 0-based batch number within the epoch on this process.
+        n_batches: batches this process steps on in this epoch.
+        rows: ``(batch,)`` int64 training rows of the step.
+        loss: the step's mean loss over its targets.
+        n_targets: target positions in the step.
+    """
+
+    rank: int
     epoch: int
+    index: int
+    n_batches: int
+    rows: np.ndarray
     loss: float
-    seconds: float
-    sequences_per_s: float
-    validation_ndcg: float | None
+    n_targets: int
 
 
-@dataclass(frozen=True)
-class FitResult:
-    """Outcome of :func:`fit`: the best validation NDCG@10 (None without validation), the epoch
-    whose weights were kept (1-based), and every epoch's log."""
-
-    best_metric: float | None
-    best_epoch: int
-    history: tuple[EpochLog, ...]
-    stopped_early: bool
+OnEpoch = Callable[[EpochRecord], None]
+OnBatch = Callable[[BatchRecord], None]
 
 
 class TrainingModule(nn.Module):
@@ -77,10 +89,9 @@ class TrainingModule(nn.Module):
                                               table=table)  # (batch, seq_len, dim)
         hidden = sequence_hidden[is_target]  # (n_targets, dim): the loss never sees other positions
         logits, labels = candidate_logits(hidden, targets[is_target],
-                                          self.encoder.candidate_embeddings(table), self.parts.loss,
+                                          self.encoder.candidate_embeddings(table), self.parts.layout,
                                           negative_ids, log_q, sequence_hidden=sequence_hidden,
-                                          is_target=is_target,
-                                          per_sequence=self.parts.negative_sharing == "sequence")
+                                          is_target=is_target)
         return self.parts.loss(logits, labels)
 
 
@@ -127,14 +138,30 @@ def check_softmax_memory(config: Config, n_items: int, available: int | None = N
     return estimate
 
 
-def make_fabric(config: Config) -> Fabric:
-    """A Fabric for ``config``'s accelerator, devices, nodes and precision (DDP when > 1 process)."""
-    world = config.devices * config.num_nodes
-    precision = config.precision
+def make_fabric(runtime: Runtime | None = None) -> Fabric:
+    """A Fabric for ``runtime``'s accelerator, devices, nodes and precision (DDP when > 1
+    process), not launched yet (see :func:`launch`)."""
+    runtime = runtime or Runtime()
+    precision = runtime.precision
     if precision == "auto":
-        precision = "bf16-mixed" if config.accelerator == "cuda" else "32-true"
-    return Fabric(accelerator=config.accelerator, devices=config.devices, num_nodes=config.num_nodes,
-                  precision=precision, strategy="ddp" if world > 1 else "auto")
+        precision = "bf16-mixed" if runtime.accelerator == "cuda" else "32-true"
+    return Fabric(accelerator=runtime.accelerator, devices=runtime.devices,
+                  num_nodes=runtime.num_nodes, precision=precision,
+                  strategy="ddp" if runtime.world_size > 1 else "auto")
+
+
+def launch(fabric: Fabric) -> Fabric:
+    """Start the data-parallel processes of ``fabric`` unless they exist already.
+
+    With several processes, ``fabric.launch()`` re-runs the calling script once per extra
+    process (or, under ``torchrun``, only joins the processes torchrun made). Under Lightning's
+    ``fabric run`` the processes exist and Fabric has joined them when it was built: the process
+    group is then initialised and launching again is refused, so it is skipped. Returns
+    ``fabric``.
+    """
+    if fabric.world_size > 1 and not torch.distributed.is_initialized():
+        fabric.launch()
+    return fabric
 
 
 def train_step(module: nn.Module, parts: Parts, rows: np.ndarray, items: np.ndarray,
@@ -156,11 +183,12 @@ def train_step(module: nn.Module, parts: Parts, rows: np.ndarray, items: np.ndar
     batch = parts.objective.training_batch(items, offsets, rows, rng)
     targets = batch.targets[batch.is_target]
     negative_ids = log_q = None
-    if parts.sampler is not None:
-        per_sequence = parts.negative_sharing == "sequence" and parts.loss.candidates == "shared"
-        per_target = parts.loss.candidates == "per_target" or parts.negative_sharing == "target"
-        negatives = parts.sampler.sample(targets, per_target, generator,
-                                         n_rows=len(rows) if per_sequence else None)
+    if parts.layout != "catalogue":
+        if parts.sampler is None:
+            raise ValueError(f"candidate layout {parts.layout!r} needs a negative sampler")
+        leading = {"per_batch": (), "per_sequence": (len(rows),),
+                   "per_target": (len(targets),)}[parts.layout]
+        negatives = parts.sampler.sample(targets, leading, generator)
         negative_ids, log_q = negatives.ids, negatives.log_q
     inputs, all_targets, is_target, negative_ids, log_q = fabric.to_device(
         (batch.inputs, batch.targets, batch.is_target, negative_ids, log_q))
@@ -179,34 +207,38 @@ def _training_lengths(parts: Parts, offsets: np.ndarray) -> np.ndarray:
 def fit(parts: Parts, config: Config, items: np.ndarray, offsets: np.ndarray, *,
         validate: Callable[[nn.Module], float] | None = None,
         checkpoint_dir: str | Path | None = None, resume: bool = False,
-        progress: bool = False, fabric: Fabric | None = None) -> FitResult:
+        fabric: Fabric | None = None, runtime: Runtime | None = None,
+        on_epoch: OnEpoch | None = None, on_batch: OnBatch | None = None) -> FitResult:
     """Train ``parts.encoder`` in place on CSR sequences and keep the best weights.
 
     Args:
-        parts: encoder, objective, loss and sampler (from :func:`seqrec.build.build_parts`).
-        config: training settings (lr, batch_size, epochs, patience, seed, devices...).
+        parts: encoder, objective, loss, sampler and candidate layout
+            (from :func:`seqrec.build.build_parts`).
+        config: training settings (lr, batch_size, epochs, patience, seed...).
         items: ``(n_interactions,)`` int64 item indices of the training sequences.
         offsets: ``(n_sequences + 1,)`` int64 CSR offsets.
         validate: returns validation NDCG@10 of the encoder (full ranking); with it, training
             stops after ``patience`` epochs without improvement and the best weights are restored.
         checkpoint_dir: where a checkpoint is written after every epoch (atomically).
         resume: continue from the checkpoint in ``checkpoint_dir`` if there is one.
-        progress: show a progress bar (rank 0 only).
-        fabric: a Fabric the caller made and launched (``fabric.launch()``), e.g. for DDP;
-            default one made from ``config`` (and launched here when it has several processes).
+        fabric: a Fabric the caller made and launched (e.g. for DDP); default one made from
+            ``runtime`` and launched here (:func:`make_fabric`, :func:`launch`).
+        runtime: devices and precision when no ``fabric`` is given (default: one CPU process).
+        on_epoch: called after every epoch with its :class:`EpochRecord` (on the process of
+            global rank 0 only).
+        on_batch: called after every optimisation step with its :class:`BatchRecord`, on every
+            process (``record.rank`` tells them apart).
 
     Returns:
-        :class:`FitResult`.
+        :class:`~seqrec.checkpoint.FitResult`.
 
     Raises:
         ValueError: no sequence is long enough to train on.
         MemoryError: a full softmax too large for memory (:func:`check_softmax_memory`).
+        FloatingPointError: the loss became NaN or infinite.
     """
     check_softmax_memory(config, parts.encoder.n_items)
-    if fabric is None:
-        fabric = make_fabric(config)
-        if fabric.world_size > 1:
-            fabric.launch()  # Fabric re-runs the calling script once per extra process
+    fabric = fabric if fabric is not None else launch(make_fabric(runtime))
     lengths = _training_lengths(parts, offsets)
     if not lengths.any():
         raise ValueError(f"no training sequence has >= {parts.objective.min_length} items")
@@ -219,21 +251,19 @@ def fit(parts: Parts, config: Config, items: np.ndarray, offsets: np.ndarray, *,
     # default per-tensor loop, which otherwise dominates an epoch (catalogue-sized embedding)
     optimizer = torch.optim.Adam(module.parameters(), lr=config.lr,
                                  betas=(config.adam_beta1, config.adam_beta2), fused=True)
-    state = _State(best_metric=None, best_epoch=0, bad_epochs=0, history=[], epoch=0)
-    best_weights: dict[str, Tensor] | None = None
+    state, best_weights = TrainState(), None
     ckpt = Path(checkpoint_dir) / "checkpoint" if checkpoint_dir else None
-    found = _find_checkpoint(ckpt) if resume and ckpt is not None else None
+    found = find_checkpoint(ckpt) if resume and ckpt is not None else None
     if found is not None:
-        state, best_weights = _load_checkpoint(found, module, optimizer)
+        state, best_weights = load_checkpoint(found, module, optimizer)
         log.info("resumed after epoch %d", state.epoch)
+    resumed_after = state.epoch
     module, optimizer = fabric.setup(module, optimizer)
-    stopped_early = False
     for epoch in range(state.epoch + 1, config.epochs + 1):
-        if validate is not None and config.patience and state.bad_epochs >= config.patience:
-            stopped_early = True
+        if _out_of_patience(config, state, validate):
             break
-        epoch_log = _run_epoch(module, parts, config, items, offsets, lengths, optimizer, fabric,
-                               epoch, progress and fabric.global_rank == 0, targets_per_batch)
+        loss, seconds, rate = _run_epoch(module, parts, config, items, offsets, lengths, optimizer,
+                                         fabric, epoch, targets_per_batch, on_batch)
         metric = None
         if validate is not None:
             parts.encoder.eval()
@@ -245,24 +275,30 @@ def fit(parts: Parts, config: Config, items: np.ndarray, offsets: np.ndarray, *,
                 state.bad_epochs += 1
         else:
             state.best_epoch = epoch
-        state.history.append(EpochLog(epoch, epoch_log[0], epoch_log[1], epoch_log[2], metric))
+        record = EpochRecord(epoch, loss, seconds, rate, metric, state.best_epoch, config.epochs)
+        state.history.append(record)
         state.epoch = epoch
-        log.info("epoch %d loss %.4f %.1fs %.0f seq/s val_ndcg@10 %s", epoch, *epoch_log, metric)
+        log.info("epoch %d loss %.4f %.1fs val_ndcg %s", epoch, loss, seconds, metric)
         if ckpt is not None and fabric.global_rank == 0:
-            _save_checkpoint(ckpt, module, optimizer, state, best_weights)
+            save_checkpoint(ckpt, module, optimizer, state, best_weights)
         fabric.barrier()
-    if validate is not None and config.patience and state.bad_epochs >= config.patience:
-        stopped_early = True
+        if on_epoch is not None and fabric.global_rank == 0:
+            on_epoch(record)
     if best_weights is not None:
         parts.encoder.load_state_dict(best_weights)
     parts.encoder.eval()
-    return FitResult(state.best_metric, state.best_epoch, tuple(state.history), stopped_early)
+    return FitResult(state.best_metric, state.best_epoch, tuple(state.history),
+                     _out_of_patience(config, state, validate), resumed_after)
+
+
+def _out_of_patience(config: Config, state: TrainState, validate: object) -> bool:
+    return validate is not None and config.patience > 0 and state.bad_epochs >= config.patience
 
 
 def _run_epoch(module: nn.Module, parts: Parts, config: Config, items: np.ndarray,
                offsets: np.ndarray, lengths: np.ndarray, optimizer: torch.optim.Optimizer,
-               fabric: Fabric, epoch: int, progress: bool,
-               targets_per_batch: float | None) -> tuple[float, float, float]:
+               fabric: Fabric, epoch: int, targets_per_batch: float | None,
+               on_batch: OnBatch | None) -> tuple[float, float, float]:
     # every source of randomness is a function of (seed, epoch): resuming reproduces the run
     rng = np.random.default_rng([config.seed, epoch])
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
@@ -271,103 +307,18 @@ def _run_epoch(module: nn.Module, parts: Parts, config: Config, items: np.ndarra
     batches = shard(batches, fabric.global_rank, fabric.world_size)
     module.train()
     start, total, n_seq = time.perf_counter(), 0.0, 0
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(batches), desc=f"epoch {epoch}", leave=False, unit="batch")
     for i, rows in enumerate(batches):
-        loss, _ = train_step(module, parts, rows, items, offsets, optimizer, fabric, rng, generator,
-                             targets_per_batch)
+        loss, n_targets = train_step(module, parts, rows, items, offsets, optimizer, fabric, rng,
+                                     generator, targets_per_batch)
         if not math.isfinite(loss):
             raise FloatingPointError(f"epoch {epoch} batch {i}: loss is {loss}; lower lr?")
         total += loss
         n_seq += len(rows)
-        if bar is not None:
-            bar.update(1)
-            if i % 20 == 0:
-                rate = n_seq / max(time.perf_counter() - start, 1e-9)
-                bar.set_postfix(loss=f"{total / (i + 1):.4f}", seq_s=f"{rate:.0f}")
-    if bar is not None:
-        bar.close()
+        if on_batch is not None:
+            on_batch(BatchRecord(fabric.global_rank, epoch, i, len(batches), rows, loss,
+                                 n_targets))
     seconds = time.perf_counter() - start
     return total / max(len(batches), 1), seconds, n_seq * fabric.world_size / max(seconds, 1e-9)
 
 
-@dataclass
-class _State:
-    best_metric: float | None
-    best_epoch: int
-    bad_epochs: int
-    history: list[EpochLog]
-    epoch: int
-
-
-def _save_checkpoint(path: Path, module: nn.Module, optimizer: torch.optim.Optimizer,
-                     state: _State, best_weights: dict[str, Tensor] | None) -> None:
-    """Write weights, best weights, Adam state (safetensors) and loop state (JSON) atomically:
-    into a temporary folder first, then swapped in, so a kill never leaves half a checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    inner = getattr(module, "module", module)
-    save_file({k: v.detach().cpu().contiguous() for k, v in inner.state_dict().items()},
-              tmp / "weights.safetensors")
-    if best_weights is not None:
-        save_file(best_weights, tmp / "best.safetensors")
-    opt = optimizer.state_dict()
-    tensors = {f"{i}.{k}": v.detach().cpu().contiguous().reshape(v.shape)
-               for i, s in opt["state"].items() for k, v in s.items() if isinstance(v, Tensor)}
-    save_file(tensors, tmp / "optimizer.safetensors")
-    meta = {"state": {**asdict(state), "history": [asdict(h) for h in state.history]},
-            "param_groups": opt["param_groups"]}
-    (tmp / "state.json").write_text(json.dumps(meta))
-    old = path.with_name(path.name + ".old")
-    if path.exists():
-        shutil.rmtree(old, ignore_errors=True)  # a kill during the last clean-up may leave one
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _find_checkpoint(path: Path) -> Path | None:
-    """The newest complete checkpoint: ``path``, or its ``.old`` copy when a kill struck between
-    the two renames of :func:`_save_checkpoint`; None when there is none."""
-    for candidate in (path, path.with_name(path.name + ".old")):
-        if (candidate / "state.json").exists():
-            return candidate
-    return None
-
-
-def _load_checkpoint(path: Path, module: nn.Module, optimizer: torch.optim.Optimizer
-                     ) -> tuple[_State, dict[str, Tensor] | None]:
-    module.load_state_dict(load_file(path / "weights.safetensors"))
-    meta = json.loads((path / "state.json").read_text())
-    tensors = load_file(path / "optimizer.safetensors")
-    opt_state: dict[int, dict[str, Tensor]] = {}
-    for key, value in tensors.items():
-        index, name = key.split(".", 1)
-        opt_state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
-    s = meta["state"]
-    history = [EpochLog(**h) for h in s["history"]]
-    state = _State(s["best_metric"], s["best_epoch"], s["bad_epochs"], history, s["epoch"])
-    best = load_file(path / "best.safetensors") if (path / "best.safetensors").exists() else None
-    return state, best
-
-
-def encode_histories(encoder: nn.Module, parts: Parts, items: np.ndarray, offsets: np.ndarray,
-                     rows: np.ndarray, device: torch.device | str = "cpu") -> Tensor:
-    """Last-position hidden states of the histories ``rows``.
-
-    Returns:
-        ``(len(rows), dim)`` float32. Only the last position is computed in the final layer.
-    """
-    inputs = torch.from_numpy(parts.objective.inference_inputs(items, offsets, rows)).to(device)
-    if inputs.shape[1] == 0:  # all histories empty: one PAD column, the model sees nothing
-        inputs = torch.zeros(len(rows), 1, dtype=torch.int64, device=device)
-    with torch.no_grad():
-        return parts.encoder.encode(inputs, causal=parts.objective.causal, last_only=True).float()
-
-
-__all__ = ["EpochLog", "FitResult", "fit", "train_step", "make_fabric", "encode_histories"]
+__all__ = ["BatchRecord", "EpochRecord", "FitResult", "fit", "launch", "make_fabric", "train_step"]

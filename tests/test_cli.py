@@ -208,14 +208,14 @@ def test_train_refuses_a_non_empty_out_without_force(log: Path, tmp_path: Path) 
 
 def test_a_failed_run_leaves_the_out_directory_untouched(log: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from seqrec.recommender import SequentialRecommender
+    import seqrec.runs
 
-    def broken_save(self: object, path: object, metrics: object = None) -> None:
+    def broken_save(model: object, path: object, metrics: object = None) -> None:
         Path(path).mkdir(parents=True)
         (Path(path) / "model.json").write_text("{half")
         raise OSError("disk full")
 
-    monkeypatch.setattr(SequentialRecommender, "save", broken_save)
+    monkeypatch.setattr(seqrec.runs, "save_model", broken_save)
     out = tmp_path / "kept"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
@@ -258,7 +258,7 @@ def test_bad_inputs_fail_with_one_line(log: Path, model_dir: Path, tmp_path: Pat
         (["train", "--data", log, "--resume", "--out", out], "--resume"),
         (["train", "--data", log, "--split", "time", "--test-days", "1e9", "--out", out], "cutoff"),
         (["recommend", "--model", model_dir, "--users", "1,12345"], "12345"),
-        (["recommend", "--model", model_dir, "--users", "abc"], "integers"),
+        (["recommend", "--model", model_dir, "--users", "abc"], "unknown user id: 'abc'"),
         (["recommend", "--model", model_dir], "--users"),
         (["similar", "--model", model_dir, "--items", "777"], "777"),
         (["recommend", "--model", tmp_path, "--users", "1"], "not a seqrec model"),

@@ -4,9 +4,9 @@ import dataclasses
 
 import pytest
 
-from seqrec import PRESETS, Config, SequentialRecommender, preset
+from seqrec import PRESETS, Config, Runtime, SequentialRecommender, preset
 from seqrec.config import parse_set
-from seqrec.losses import BCELoss
+from seqrec.losses import BCELoss, SampledSoftmaxLoss
 
 
 def test_unknown_key_raises_naming_it():
@@ -21,14 +21,34 @@ def test_unknown_key_raises_naming_it():
 @pytest.mark.parametrize(("field", "value"), [
     ("layer", "lstm"), ("loss", "hinge"), ("objective", "clm"), ("sampler", "popular"),
     ("dim", 0), ("dim", 3.5), ("n_layers", True), ("batch_size", -1), ("patience", -1),
-    ("dropout", 1.0), ("mask_prob", 1.5), ("gbce_t", -0.1), ("lr", 0), ("precision", "fp8"),
-    ("accelerator", "tpu"), ("seed", "zero"), ("item_dropout", 1.0), ("item_dropout", -0.1),
+    ("dropout", 1.0), ("mask_prob", 1.5), ("gbce_t", -0.1), ("lr", 0), ("seed", "zero"), ("item_dropout", 1.0), ("item_dropout", -0.1),
     ("adam_beta2", 1.0), ("adam_beta1", -0.5), ("final_norm", "yes"), ("bucket_batches", 0),
 ])  # fmt: skip
 def test_bad_value_raises_naming_field_and_value(field, value):
     with pytest.raises(ValueError, match=field) as error:
         Config().replace(**{field: value})
     assert repr(value) in str(error.value)
+
+
+@pytest.mark.parametrize(("field", "value"), [("precision", "fp8"), ("accelerator", "tpu"),
+                                              ("devices", 0), ("threads", -2)])
+def test_bad_runtime_value_raises_naming_field_and_value(field, value):
+    with pytest.raises(ValueError, match=field) as error:
+        Runtime(**{field: value})
+    assert repr(value) in str(error.value)
+
+
+@pytest.mark.parametrize("key", ["devices", "precision", "accelerator", "num_nodes"])
+def test_runtime_settings_are_not_config_keys(key):
+    with pytest.raises(ValueError, match="runtime setting"):
+        Config().replace(**{key: 1})
+    with pytest.raises(ValueError, match=f"use --{key.replace('_', '-')}"):
+        parse_set([f"{key}=2"])
+
+
+def test_saved_configs_of_older_versions_load_without_their_hardware_keys():
+    text = Config(dim=48).to_toml() + 'devices = 4\nprecision = "bf16-mixed"\neval_batch_size = 64\n'
+    assert Config.from_saved(text) == Config(dim=48)
 
 
 def test_dim_not_divisible_by_heads_raises_naming_both():
@@ -114,5 +134,5 @@ def test_a_part_can_be_swapped_from_python(pattern):
     config = preset("sasrec_ss", dim=16, epochs=1, batch_size=128, max_seq_len=8, n_negatives=4)
     model = SequentialRecommender(config, parts_override=override)
     model.fit(dataset, split.train)
-    assert len(seen) == 1 and seen[0].candidates == "shared"
+    assert len(seen) == 1 and isinstance(seen[0], SampledSoftmaxLoss)
     assert isinstance(model.parts.loss, BCELoss)

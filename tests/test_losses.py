@@ -38,8 +38,9 @@ def test_loss_gradient_is_exactly_zero_at_non_target_positions(name, overrides):
     assert (~batch.is_target).any() and batch.is_target.any()
     negative_ids = log_q = None
     if parts.sampler is not None:
-        negatives = parts.sampler.sample(batch.targets[batch.is_target],
-                                         parts.loss.candidates == "per_target",
+        targets = batch.targets[batch.is_target]
+        leading = {"per_batch": (), "per_sequence": (3,), "per_target": (len(targets),)}
+        negatives = parts.sampler.sample(targets, leading[parts.layout],
                                          torch.Generator().manual_seed(0))
         negative_ids, log_q = negatives.ids, negatives.log_q
     captured = {}
@@ -68,10 +69,9 @@ def _random_case(n_targets=7, dim=5, seed=0):
 def test_sampled_softmax_over_the_whole_catalogue_equals_full_softmax():
     hidden, embeddings, targets = _random_case()
     everything = torch.arange(1, N_ITEMS + 1)  # the target is among them: an accidental hit
-    logits, labels = candidate_logits(hidden, targets, embeddings, SampledSoftmaxLoss(),
-                                      everything, None)
+    logits, labels = candidate_logits(hidden, targets, embeddings, "per_batch", everything, None)
     sampled = SampledSoftmaxLoss()(logits, labels)
-    full_logits, full_labels = candidate_logits(hidden, targets, embeddings, SoftmaxLoss(), None, None)
+    full_logits, full_labels = candidate_logits(hidden, targets, embeddings, "catalogue", None, None)
     full = SoftmaxLoss()(full_logits, full_labels)
     reference = F.cross_entropy(hidden @ embeddings[1:].T, targets - 1)
     assert math.isclose(float(sampled), float(full), abs_tol=ATOL)
@@ -81,11 +81,11 @@ def test_sampled_softmax_over_the_whole_catalogue_equals_full_softmax():
 def test_accidental_hits_get_minus_inf_shared_and_per_target():
     hidden, embeddings, _ = _random_case(n_targets=2)
     targets = torch.tensor([3, 4])
-    shared, _ = candidate_logits(hidden, targets, embeddings, SampledSoftmaxLoss(),
+    shared, _ = candidate_logits(hidden, targets, embeddings, "per_batch",
                                  torch.tensor([3, 4, 5]), None)
     assert torch.isneginf(shared[0, 1]) and torch.isneginf(shared[1, 2])
     assert torch.isfinite(shared[:, 0]).all() and torch.isfinite(shared[:, 3]).all()
-    per_target, labels = candidate_logits(hidden, targets, embeddings, BCELoss(),
+    per_target, labels = candidate_logits(hidden, targets, embeddings, "per_target",
                                           torch.tensor([[3, 1], [1, 2]]), None)
     assert torch.isneginf(per_target[0, 1]) and torch.isfinite(per_target[1]).all()
     assert labels.tolist() == [0, 0]
@@ -126,12 +126,12 @@ def test_logq_correction_shifts_logits_by_minus_log_q_hand_checked():
     hidden = torch.tensor([[1.0, 0.0]])
     embeddings = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [2.0, 0.0]])  # PAD, 1, 2, 3
     q = torch.tensor([1.0, 0.5, 0.25, 0.25])
-    logits, _ = candidate_logits(hidden, torch.tensor([1]), embeddings, SampledSoftmaxLoss(),
+    logits, _ = candidate_logits(hidden, torch.tensor([1]), embeddings, "per_batch",
                                  torch.tensor([2, 3, 1]), torch.log(q))
     # raw scores: target 1 -> 1, negatives 2 -> 0, 3 -> 2, 1 -> accidental hit
     expected = [1 - math.log(0.5), 0 - math.log(0.25), 2 - math.log(0.25), -math.inf]
     assert logits[0].tolist() == pytest.approx(expected, abs=ATOL)
-    per_target, _ = candidate_logits(hidden, torch.tensor([1]), embeddings, BCELoss(),
+    per_target, _ = candidate_logits(hidden, torch.tensor([1]), embeddings, "per_target",
                                      torch.tensor([[3, 2]]), torch.log(q))
     assert per_target[0].tolist() == pytest.approx(expected[:1] + expected[2:0:-1], abs=ATOL)
 
@@ -146,7 +146,7 @@ def test_negatives_per_sequence_match_a_per_target_gather():
     ids = torch.randint(1, n_items + 1, (batch, n_neg), generator=generator)
     ids[0, 0] = targets[0]  # an accidental hit must be masked
     hidden = sequence_hidden[is_target]
-    logits, labels = candidate_logits(hidden, targets, embeddings, SampledSoftmaxLoss(), ids, None,
+    logits, labels = candidate_logits(hidden, targets, embeddings, "per_sequence", ids, None,
                                       sequence_hidden=sequence_hidden, is_target=is_target)
     per_target_ids = ids[is_target.nonzero()[:, 0]]  # (n_targets, n_neg)
     expected = torch.einsum("td,tnd->tn", hidden, embeddings[per_target_ids])
@@ -160,7 +160,7 @@ def test_negatives_per_sequence_match_a_per_target_gather():
 def test_negatives_per_sequence_need_the_padded_hidden_states():
     with pytest.raises(ValueError, match="sequence_hidden"):
         candidate_logits(torch.randn(2, 4), torch.tensor([1, 2]), torch.randn(6, 4),
-                         SampledSoftmaxLoss(), torch.randint(1, 6, (2, 3)), None)
+                         "per_sequence", torch.randint(1, 6, (2, 3)), None)
 
 
 def test_sampled_softmax_with_negatives_per_target_scores_each_target_against_its_own_draw():
@@ -169,9 +169,23 @@ def test_sampled_softmax_with_negatives_per_target_scores_each_target_against_it
     targets = torch.tensor([1, 2, 3, 4])
     ids = torch.randint(1, 11, (4, 3), generator=generator)
     ids[2, 1] = 3  # accidental hit of target 3
-    logits, labels = candidate_logits(hidden, targets, embeddings, SampledSoftmaxLoss(), ids, None,
-                                      per_sequence=False)
+    logits, labels = candidate_logits(hidden, targets, embeddings, "per_target", ids, None)
     expected = torch.einsum("td,tnd->tn", hidden, embeddings[ids]).masked_fill(ids == targets[:, None],
                                                                              float("-inf"))
     torch.testing.assert_close(logits[:, 1:], expected, atol=ATOL, rtol=0)
     assert torch.isneginf(logits[2, 2]) and labels.eq(0).all()
+
+
+def test_negatives_of_the_wrong_shape_for_the_layout_are_refused():
+    hidden, embeddings, targets = _random_case(n_targets=2)
+    with pytest.raises(ValueError, match="per_target"):
+        candidate_logits(hidden, targets, embeddings, "per_target", torch.tensor([1, 2]), None)
+
+
+@pytest.mark.parametrize(("settings", "layout"), [
+    ({"loss": "softmax"}, "catalogue"), ({"loss": "bce"}, "per_target"),
+    ({"loss": "gbce", "negative_sharing": "sequence"}, "per_target"),
+    ({"negative_sharing": "batch"}, "per_batch"), ({"negative_sharing": "sequence"}, "per_sequence"),
+    ({"negative_sharing": "target"}, "per_target")])
+def test_the_candidate_layout_is_decided_once_from_the_config(settings, layout):
+    assert build_parts(preset("esasrec", **settings), N_ITEMS).layout == layout

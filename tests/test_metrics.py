@@ -16,9 +16,10 @@ from seqrec.metrics import (
     evaluate_lists,
     evaluate_scores,
     item_popularity,
+    lists_from_top_k,
     target_ranks,
-    top_k,
 )
+from seqrec.rank import tie_keys, top_k
 
 INF = float("inf")
 
@@ -62,22 +63,53 @@ def test_two_targets_written_out():
     assert report.per_user["n_targets"].tolist() == [2]
 
 
-def test_constant_scores_never_hit_at_one():
+def _key(item: int) -> int:
+    return int(tie_keys(torch.tensor(item)))
+
+
+def test_tie_keys_written_out():
+    # (i * 2654435761) mod 2**32
+    assert [_key(i) for i in (1, 2, 3, 5)] == [2654435761, 1013904226, 3668339987, 387276917]
+
+
+def test_constant_scores_rank_items_in_the_fixed_tie_order():
     scores = np.zeros((3, 6), dtype=np.float32)
     scores[:, 0] = -INF
-    report = evaluate_scores(scores, _seqs([[1], [3], [5]]), n_items=5, k=1)
-    assert report.means["hit_rate@1"] == 0.0
-    assert target_ranks(scores, _seqs([[1], [3], [5]])).tolist() == [5, 5, 5]
+    # keys of items 1..5: 2654435761, 1013904226, 3668339987, 2027808452, 387276917
+    order = sorted(range(1, 6), key=_key)
+    assert order == [5, 2, 4, 1, 3]
+    assert target_ranks(scores, _seqs([[1], [3], [5]])).tolist() == [4, 5, 1]
+    report = evaluate_scores(scores, _seqs([[2], [3], [5]]), n_items=5, k=1)
+    assert report.means["hit_rate@1"] == pytest.approx(1 / 3)  # item 5 is first, for everyone
     # a single eligible item is a hit
     single = np.array([[-INF, 0.0, -INF, -INF]], dtype=np.float32)
     assert evaluate_scores(single, _seqs([[1]]), n_items=3, k=1).means["hit_rate@1"] == 1.0
 
 
-def test_tied_targets_ordered_by_index_after_non_targets():
+def test_a_constant_scorer_cannot_exploit_items_whose_ids_carry_popularity():
+    # every target is one of the 10 lowest indices (ids in order of popularity, say): ranking
+    # ties by index would hit them all; the fixed hashed order does not
+    n_items, n_users = 1000, 500
+    rng = np.random.default_rng(0)
+    scores = np.zeros((n_users, n_items + 1), dtype=np.float32)
+    scores[:, 0] = -INF
+    targets = _seqs([[int(rng.integers(1, 11))] for _ in range(n_users)])
+    report = evaluate_scores(scores, targets, n_items=n_items, k=10)
+    assert report.means["hit_rate@10"] < 0.05
+
+
+def test_tied_targets_take_their_place_in_the_tie_order():
     scores = np.zeros((1, 5))
     scores[0, 0] = -INF
-    # targets 2 and 3 tie with everything: non-targets 1, 4 first, then 2, then 3
-    assert target_ranks(scores, _seqs([[3, 2, 3]])).tolist() == [4, 3, 4]
+    # everything ties: items in tie order 2, 4, 1, 3 (5 is not in this catalogue)
+    assert target_ranks(scores, _seqs([[3, 2, 3]])).tolist() == [4, 1, 4]
+
+
+def test_ranks_of_rows_with_several_targets_beside_an_empty_row():
+    # row 1 has no targets; row 0 has two: chunks must not read row 1's scores for row 0
+    scores = _scores([[0.9, 0.8, 0.1], [0.0, 0.0, 0.0], [0.5, 0.4, 0.3]])
+    targets = _seqs([[1, 3], [], [2]])
+    assert target_ranks(scores, targets).tolist() == [1, 3, 2]
 
 
 def test_duplicate_targets_count_once():
@@ -97,7 +129,7 @@ def test_masked_target_is_never_retrieved():
 
 def test_top_k_skips_masked_items_and_pad():
     scores = _scores([[0.1, -INF, 0.3], [-INF, -INF, -INF]])
-    lists = top_k(scores, 3)
+    lists = lists_from_top_k(top_k(torch.from_numpy(scores), 3))
     assert [lists.row(i).tolist() for i in range(2)] == [[3, 1], []]
 
 
@@ -152,17 +184,11 @@ def test_torch_and_numpy_scores_agree_and_chunking_does_not_matter(monkeypatch):
 
 
 def _naive_rank(s: list[float], target_set: set[int], t: int) -> int:
+    """Position of ``t`` when items are sorted by (-score, tie key); ``target_set`` unused."""
     if s[t] == -INF:
         return NOT_RETRIEVED
-    rank = 1
-    for j in range(1, len(s)):
-        if j == t:
-            continue
-        if j not in target_set:
-            rank += s[j] >= s[t]
-        else:
-            rank += s[j] > s[t] or (s[j] == s[t] and j < t)
-    return rank
+    order = sorted(range(1, len(s)), key=lambda j: (-s[j], _key(j)))
+    return order.index(t) + 1
 
 
 def _naive_metrics(s: list[float], targets: list[int], k: int) -> dict[str, float]:
@@ -208,9 +234,9 @@ def test_matches_naive_reference(problem):
 
 @settings(max_examples=100, deadline=None)
 @given(st.integers(2, 30), st.integers(1, 6), st.integers(1, 12), st.integers(0, 10_000))
-def test_lists_and_scores_agree_without_ties(n_items, n_rows, k, seed):
+def test_lists_and_scores_agree_ties_included(n_items, n_rows, k, seed):
     rng = np.random.default_rng(seed)
-    scores = rng.permutation(n_rows * (n_items + 1)).reshape(n_rows, n_items + 1).astype(np.float64)
+    scores = rng.integers(0, 4, (n_rows, n_items + 1)).astype(np.float64)  # many ties
     scores[:, 0] = -INF
     scores[rng.random(scores.shape) < 0.2] = -INF  # some masked items
     targets = _seqs(
@@ -218,9 +244,7 @@ def test_lists_and_scores_agree_without_ties(n_items, n_rows, k, seed):
     )
     popularity = ItemPopularity(np.concatenate([[0.0], rng.integers(0, 5, n_items) / 4]), n_users=4)
     by_scores = evaluate_scores(scores, targets, n_items=n_items, k=k, item_popularity=popularity)
-    order = np.argsort(-scores[:, 1:], axis=1, kind="stable")[:, :k] + 1
-    finite = np.take_along_axis(scores, order, axis=1) > -INF
-    lists = metrics_module._ragged(order, finite)
+    lists = lists_from_top_k(top_k(torch.from_numpy(scores), k))
     by_lists = evaluate_lists(lists, targets, n_items=n_items, k=k, item_popularity=popularity)
     assert by_scores.means.keys() == by_lists.means.keys()
     for name, value in by_scores.means.items():

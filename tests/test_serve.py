@@ -35,7 +35,7 @@ def _dataset(string_ids: bool = False):
 def _train(path, seed: int = 0, string_ids: bool = False):
     model = seqrec.build_model("esasrec", dim=16, epochs=2, n_negatives=8, batch_size=16, seed=seed)
     model.fit(_dataset(string_ids))
-    model.save(path, metrics={"ndcg@10": 0.5})
+    seqrec.save_model(model, path, metrics={"ndcg@10": 0.5})
     return model
 
 
@@ -120,7 +120,7 @@ def test_batch_equals_single_requests_and_uses_one_model_call(client):
 def test_one_model_call_per_request(client):
     counter = CountingScoreBlock(client.app.state.models.current.model)
     bodies = [{"user_id": 4, "k": 5}, {"history": [101], "k": 20, "include_items": [101, 102]},
-              {"history": [], "k": 3}, {"user_id": 5, "k": 1000, "exclude_items": [100, 999]}]
+              {"history": [103, 104], "k": 3}, {"user_id": 5, "k": 1000, "exclude_items": [100, 999]}]
     for n, body in enumerate(bodies, start=1):
         assert client.post("/recommend", json=body).status_code == 200
         assert counter.calls == n
@@ -163,6 +163,8 @@ def test_unknown_user_is_404_naming_the_field(client):
     response = client.post("/recommend", json={"user_id": 12345})
     assert response.status_code == 404
     assert "user_id" in response.json()["detail"]
+    assert response.json()["errors"] == [{"field": "user_id", "message": "unknown user 12345",
+                                          "type": "unknown_user"}]
     batch = client.post("/recommend/batch", json={"requests": [{"user_id": 1}, {"user_id": 999}]})
     assert batch.status_code == 404 and "requests[1].user_id" in batch.json()["detail"]
 
@@ -183,13 +185,19 @@ def test_unknown_history_items_are_dropped_and_counted(client):
     assert with_unknown.json()["unknown_items_dropped"] == 2
     clean = client.post("/recommend", json={"history": [105, 106], "k": 5})
     assert _ids(with_unknown) == _ids(clean)
-    assert client.post("/recommend", json={"history": [1], "exclude_items": [2]}).json()[
+    assert client.post("/recommend", json={"history": [105], "exclude_items": [1, 2]}).json()[
         "unknown_items_dropped"] == 2
 
 
-def test_empty_history_is_valid_and_returns_k_items(client):
-    response = client.post("/recommend", json={"history": [], "k": 7})
-    assert response.status_code == 200 and len(response.json()["items"]) == 7
+def test_a_history_with_no_known_item_is_an_unknown_user(client, model_dir):
+    for history in ([], [1, "nope"]):
+        response = client.post("/recommend", json={"history": history, "k": 7})
+        assert response.status_code == 404, response.text
+        assert response.json()["errors"][0]["field"] == "history"
+    app = create_app(model_dir, unknown_user="popular")
+    with TestClient(app) as c:
+        body = c.post("/recommend", json={"history": [], "k": 7}).json()
+    assert body["source"] == "popular" and len(body["items"]) == 7
 
 
 def test_int_model_accepts_canonical_decimal_strings_only(client):
@@ -197,7 +205,7 @@ def test_int_model_accepts_canonical_decimal_strings_only(client):
     as_str = client.post("/recommend", json={"history": ["105", "106"], "k": 5})
     assert _ids(as_str) == _ids(as_int) and as_str.json()["unknown_items_dropped"] == 0
     assert all(isinstance(i, int) for i in _ids(as_str))
-    odd = client.post("/recommend", json={"history": ["0105", " 106", "106.0"], "k": 5})
+    odd = client.post("/recommend", json={"history": ["0105", " 106", "106.0", 107], "k": 5})
     assert odd.json()["unknown_items_dropped"] == 3
     assert client.post("/recommend", json={"user_id": "3"}).status_code == 200
 
@@ -273,7 +281,7 @@ def test_create_app_rejects_bad_settings(model_dir, tmp_path):
         create_app(model_dir, unknown_user="skip")
     with pytest.raises(ValueError, match="max_batch"):
         create_app(model_dir, max_batch=0)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(seqrec.ModelDirectoryError, match="not found"):
         create_app(tmp_path / "missing")
 
 
@@ -317,9 +325,9 @@ def test_requests_in_flight_finish_on_the_model_they_started_with(model_dir):
 
     async def scenario():
         # a job queued against the old model is scored by the old model after the swap
-        from seqrec.serve import _Job
+        from seqrec.serve import Job
 
-        task = asyncio.ensure_future(app.state.scorer.rank(old, [_Job(np.array([1]), 3, True)]))
+        task = asyncio.ensure_future(app.state.scorer.rank(old, [Job(np.array([1]), 3, True)]))
         await asyncio.sleep(0)
         await holder.reload()
         assert holder.current is not old
@@ -332,13 +340,14 @@ def test_requests_in_flight_finish_on_the_model_they_started_with(model_dir):
 def test_micro_batching_gives_the_same_lists_as_single_requests(model_dir):
     app = create_app(model_dir)
     loaded = app.state.models.current
-    from seqrec.serve import _Job, rank_jobs, score_jobs
+    from seqrec.serve import Job, rank_jobs
 
-    jobs = [_Job(np.array([1, 2, 3]), 5, True), _Job(np.zeros(0, dtype=np.int64), 5, True),
-            _Job(np.arange(1, 21), 5, False, exclude=np.array([4]))]
-    together = rank_jobs(score_jobs(loaded.model, jobs), jobs)
+    jobs = [Job(np.array([1, 2, 3]), 5, True), Job(np.zeros(0, dtype=np.int64), 5, True, popular=True),
+            Job(np.arange(1, 21), 5, False, exclude=np.array([4])),
+            Job(np.array([5]), 3, True, include=np.array([1, 2, 3, 4, 5, 6]))]
+    together = rank_jobs(loaded, jobs)
     for job, (items, scores) in zip(jobs, together, strict=True):
-        [(alone_items, alone_scores)] = rank_jobs(score_jobs(loaded.model, [job]), [job])
+        [(alone_items, alone_scores)] = rank_jobs(loaded, [job])
         assert items.tolist() == alone_items.tolist()
         np.testing.assert_allclose(scores, alone_scores, rtol=1e-5, atol=1e-6)
 

@@ -126,23 +126,26 @@ def test_resume_without_a_checkpoint_starts_from_scratch(pattern, tmp_path):
     _assert_same_weights(_weights(a), _weights(b))
 
 
-@pytest.mark.parametrize("leftover", ["between_renames", "stale_old_copy"])
+@pytest.mark.parametrize("leftover", ["half_written_stage", "between_fallback_renames",
+                                      "stale_old_copy"])
 def test_resume_survives_a_kill_at_any_point_of_the_checkpoint_swap(pattern, tmp_path, leftover):
-    """_save_checkpoint renames checkpoint -> checkpoint.old, checkpoint.tmp -> checkpoint, then
-    deletes checkpoint.old; a kill may leave any of these states behind."""
+    """A checkpoint is built in .checkpoint.tmp-<pid>-<x> and swapped in (seqrec.files); without
+    RENAME_EXCHANGE the swap is two renames through .checkpoint.old-<pid>-<x>. A kill may leave
+    any of these states behind (pid 99999999: a process that no longer runs)."""
     dataset, split = pattern
     full = SequentialRecommender(small_config(epochs=3))
     full.fit(dataset, split.train)
     first = SequentialRecommender(small_config(epochs=2)).fit(dataset, split.train,
                                                               checkpoint_dir=tmp_path)
     checkpoint = tmp_path / "checkpoint"
-    if leftover == "between_renames":  # the previous checkpoint moved aside, the new one unsaved
-        checkpoint.rename(tmp_path / "checkpoint.old")
-        (tmp_path / "checkpoint.tmp").mkdir()
-        (tmp_path / "checkpoint.tmp" / "weights.safetensors").write_bytes(b"half written")
-    else:  # the clean-up of checkpoint.old was cut short
-        (tmp_path / "checkpoint.old").mkdir()
-        (tmp_path / "checkpoint.old" / "state.json").write_text("{")
+    staged = tmp_path / ".checkpoint.tmp-99999999-0a0b"
+    staged.mkdir()
+    (staged / "weights.safetensors").write_bytes(b"half written")
+    if leftover == "between_fallback_renames":  # the old one moved aside, the new one not in
+        checkpoint.rename(tmp_path / ".checkpoint.old-99999999-0a0b")
+    elif leftover == "stale_old_copy":  # the clean-up of the old copy was cut short
+        (tmp_path / ".checkpoint.old-99999999-0c0d").mkdir()
+        (tmp_path / ".checkpoint.old-99999999-0c0d" / "state.json").write_text("{")
     resumed = SequentialRecommender(small_config(epochs=3))
     result = resumed.fit(dataset, split.train, checkpoint_dir=tmp_path, resume=True)
     assert result.history[:2] == first.history  # read back (timings too), not retrained

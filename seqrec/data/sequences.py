@@ -2,8 +2,8 @@
 
 The records here are the contract between the data layer and the models:
 
-* :class:`IdIndex` maps external ids to contiguous indices (items 1..n_items, 0 = PAD; users
-  0..n_users-1) and back.
+* :class:`~seqrec.data.catalogue.IdIndex` maps external ids to contiguous indices (items
+  1..n_items, 0 = PAD; users 0..n_users-1) and back.
 * :class:`Sequences` holds many sequences at once: ``items[offsets[i]:offsets[i + 1]]`` is the
   chronological item sequence of row ``i``, whose user index is ``users[i]``.
 * :class:`HeldOut` pairs model inputs (``histories``) with what must be predicted (``targets``).
@@ -12,78 +12,12 @@ The records here are the contract between the data layer and the models:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-PAD = 0
-"""Item index reserved for padding in every sequence, window and score matrix."""
-
-
-@dataclass(frozen=True)
-class IdIndex:
-    """External id <-> contiguous internal index.
-
-    Attributes:
-        ids: ``(n,)`` external ids in index order (int64 or object for strings). The external id of
-            index ``i`` is ``ids[i - start]``.
-        start: first index: 1 for the item catalogue (0 is PAD), 0 for users.
-    """
-
-    ids: np.ndarray
-    start: int = 0
-    _lookup: dict = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        if self._lookup is None:
-            lookup = {v: i + self.start for i, v in enumerate(self.ids.tolist())}
-            if len(lookup) != len(self.ids):
-                raise ValueError("IdIndex: external ids must be unique")
-            object.__setattr__(self, "_lookup", lookup)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __contains__(self, external_id: object) -> bool:
-        return external_id in self._lookup
-
-    def to_index(self, external_ids, *, unknown: str = "error") -> np.ndarray:
-        """Map external ids to indices.
-
-        Args:
-            external_ids: iterable of external ids.
-            unknown: ``"error"`` raises on an unknown id; ``"pad"`` maps it to ``-1``.
-
-        Returns:
-            ``(n,)`` int64 indices.
-
-        Raises:
-            KeyError: an id is unknown and ``unknown="error"``; the message names up to five ids.
-        """
-        values = list(external_ids.tolist() if hasattr(external_ids, "tolist") else external_ids)
-        out = np.fromiter((self._lookup.get(v, -1) for v in values), dtype=np.int64, count=len(values))
-        if unknown == "error" and (out < 0).any():
-            missing = [values[i] for i in np.flatnonzero(out < 0)[:5]]
-            raise KeyError(f"{int((out < 0).sum())} unknown ids, e.g. {missing}")
-        return out
-
-    def to_external(self, indices) -> np.ndarray:
-        """Map indices back to external ids.
-
-        Args:
-            indices: int array of indices in ``start .. start + n - 1``.
-
-        Returns:
-            external ids, same shape as ``indices``.
-
-        Raises:
-            IndexError: an index is out of range (for items this includes PAD = 0).
-        """
-        idx = np.asarray(indices, dtype=np.int64)
-        if idx.size and (idx.min() < self.start or idx.max() >= self.start + len(self.ids)):
-            raise IndexError(f"index out of range [{self.start}, {self.start + len(self.ids)})")
-        return self.ids[idx - self.start]
+from seqrec.data.catalogue import PAD, IdIndex
 
 
 @dataclass(frozen=True)
@@ -110,6 +44,12 @@ class Sequences:
     def lengths(self) -> np.ndarray:
         """``(n_sequences,)`` int64 number of items in each row."""
         return np.diff(self.offsets)
+
+    def item_counts(self, n_items: int) -> np.ndarray:
+        """``(n_items + 1,)`` int64 number of interactions with each item index (PAD: 0)."""
+        counts = np.bincount(self.items, minlength=n_items + 1).astype(np.int64)
+        counts[PAD] = 0
+        return counts
 
     def row(self, i: int) -> np.ndarray:
         """Items of row ``i`` (a view), oldest first."""
@@ -163,3 +103,6 @@ class Dataset:
     @property
     def n_users(self) -> int:
         return len(self.user_index)
+
+
+__all__ = ["PAD", "Dataset", "HeldOut", "IdIndex", "Sequences"]

@@ -39,8 +39,8 @@ class HeldOutReport:
             a held-out item counts once).
         n_cold_item_targets: targets whose item is absent from ``Split.train`` (removed when
             ``drop_cold_items``).
-        n_seen_targets: targets the user already has in their history (removed when
-            ``filter_already_seen``).
+        n_seen_targets: targets the user already has in their history (counted always;
+            removed when ``seen_targets_removed``).
         n_cold_users: users with held-out events but an empty history (removed when
             ``drop_cold_users``, else kept with an empty history row).
         n_cold_user_targets: targets removed with those cold users.
@@ -58,14 +58,18 @@ class HeldOutReport:
     n_users_without_targets: int
     n_users: int
     n_targets: int
+    seen_targets_removed: bool = False
 
     def __str__(self) -> str:
+        seen = (f"{self.n_seen_targets:,} already-seen targets removed" if self.seen_targets_removed
+                else f"{self.n_seen_targets:,} already-seen targets kept (unreachable when seen "
+                     "items are filtered)")
         return (
-            f"{self.n_users:,} users / {self.n_targets:,} targets from {self.n_events:,} events "
-            f"(removed: {self.n_duplicate_targets:,} duplicate, "
-            f"{self.n_cold_item_targets:,} cold-item, {self.n_seen_targets:,} already-seen targets; "
-            f"{self.n_cold_users:,} cold users with {self.n_cold_user_targets:,} targets; "
-            f"{self.n_users_without_targets:,} users left without targets)"
+            f"{self.n_users:,} users / {self.n_targets:,} targets from {self.n_events:,} events; "
+            f"removed: {self.n_duplicate_targets:,} duplicate and "
+            f"{self.n_cold_item_targets:,} cold-item targets, {self.n_cold_users:,} cold users "
+            f"with {self.n_cold_user_targets:,} targets, {self.n_users_without_targets:,} users "
+            f"left without targets; {seen}"
         )
 
 
@@ -383,12 +387,11 @@ def _held_out(
         cold = keep & ~np.isin(targets.items, train_items)
         n_cold_items = int(cold.sum())
         keep &= ~cold
-    n_seen = 0
+    history_rows = np.repeat(np.arange(histories.n_sequences), histories.lengths)
+    history_key = history_rows * (n_items + 1) + histories.items
+    seen = keep & np.isin(key, history_key)
+    n_seen = int(seen.sum())
     if filter_already_seen:
-        history_rows = np.repeat(np.arange(histories.n_sequences), histories.lengths)
-        history_key = history_rows * (n_items + 1) + histories.items
-        seen = keep & np.isin(key, history_key)
-        n_seen = int(seen.sum())
         keep &= ~seen
     targets = _compress(targets, keep)
     cold_users = histories.lengths == 0
@@ -412,6 +415,7 @@ def _held_out(
         n_users_without_targets=int(without_targets.sum()),
         n_users=len(rows),
         n_targets=len(held_out.targets.items),
+        seen_targets_removed=filter_already_seen,
     )
     return held_out, report
 

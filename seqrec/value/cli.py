@@ -1,21 +1,17 @@
-"""``seqrec simulate``: the survey simulator from the command line (typer app, mounted by seqrec.cli)."""
+"""``seqrec simulate``: the survey simulator from the command line (typer app, mounted by
+seqrec.cli). Only typer is imported here; the simulator, its plots and rich load when a command
+runs."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from seqrec.value.plots import simulation_figure
-from seqrec.value.simulator import (
-    SimulationConfig,
-    SimulationResult,
-    policy_names,
-    run_survey_simulation,
-)
+if TYPE_CHECKING:
+    from seqrec.value.simulator import SimulationResult
 
 app = typer.Typer(
     help="Simulate users to compare ranking policies and A/B designs.", no_args_is_help=True
@@ -31,8 +27,10 @@ def _ci(e: object, digits: int = 2) -> str:
     return f"{e.mean:.{digits}f} [{e.ci_low:.{digits}f}, {e.ci_high:.{digits}f}]"
 
 
-def result_tables(result: SimulationResult) -> list[Table]:
+def result_tables(result: SimulationResult) -> list[Any]:
     """Rich tables: model quality, policies, A/B designs."""
+    from rich.table import Table
+
     models = Table(title="Estimators (fitted on random-policy logs; held-out users)")
     for column in (
         "model",
@@ -125,8 +123,20 @@ def survey(
     oracle: bool = typer.Option(
         True, "--oracle/--no-oracle", help="Also run policies on true probabilities."
     ),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out folder."),
 ) -> None:
     """Compare policies on NDCG, answers/session, session length and ARPU; replay an A/B test split by user vs by session."""
+    from rich.console import Console
+
+    from seqrec.files import replace_dir, staged_dir
+    from seqrec.value.plots import simulation_figure
+    from seqrec.value.simulator import SimulationConfig, policy_names, run_survey_simulation
+
+    if out.exists() and not out.is_dir():
+        raise typer.BadParameter(f"{out} exists and is not a folder", param_hint="--out")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise typer.BadParameter(f"{out} is not empty; pass --force to replace it",
+                                 param_hint="--out")
     try:
         config = SimulationConfig(
             n_users=users,
@@ -141,13 +151,14 @@ def survey(
     start = time.perf_counter()
     result = run_survey_simulation(config)
     elapsed = time.perf_counter() - start
-    out.mkdir(parents=True, exist_ok=True)
     console = Console(width=140, record=True)
     for table in result_tables(result):
         console.print(table)
-    figure = simulation_figure(result, out / "value_simulation.png")
-    console.print(f"simulation took {elapsed:.1f} s; figure: {figure}")
-    (out / "value_simulation.txt").write_text(console.export_text())
+    with staged_dir(out) as tmp:  # the folder is replaced whole, once complete
+        simulation_figure(result, tmp / "value_simulation.png")
+        console.print(f"simulation took {elapsed:.1f} s; figure: {out / 'value_simulation.png'}")
+        (tmp / "value_simulation.txt").write_text(console.export_text())
+        replace_dir(tmp, out)
 
 
 if __name__ == "__main__":

@@ -1,52 +1,26 @@
-"""Filters before top-K (recommend.py) and the recommender contract (recommender.py): exactly
-min(k, eligible) items, filters respected, one score_block call per block, unknown users/items."""
+"""The recommender contract (recommender.py, lists.py): exactly min(k, eligible) items, filters
+respected, one score_block call per block, unknown users/items by policy, and evaluate() equal to
+the metrics of the served lists, ties included."""
 
-import math
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import csr, small_config
+from conftest import small_config
 
-from seqrec import PopularRecommender, SequentialRecommender
-from seqrec.recommend import apply_filters, item_mask, mask_seen, top_k
-
-INF = float("inf")
-
-
-# ---- recommend.py on hand-written scores --------------------------------------------------------
-def test_mask_seen_written_out():
-    items, offsets = csr([[1, 3], [], [2, 2, 4]])
-    scores = torch.zeros(2, 5)
-    mask_seen(scores, items, offsets, np.array([2, 0]))
-    assert scores.tolist() == [[0, 0, -INF, 0, -INF], [0, -INF, 0, -INF, 0]]
-
-
-def test_apply_filters_include_exclude_and_pad():
-    scores = torch.arange(12, dtype=torch.float32).reshape(2, 6)
-    apply_filters(scores, include=item_mask(5, np.array([1, 2, 3])), exclude=item_mask(5, np.array([2])))
-    assert scores.tolist() == [[-INF, 1, -INF, 3, -INF, -INF], [-INF, 7, -INF, 9, -INF, -INF]]
-
-
-def test_top_k_equals_a_sorted_reference_and_pads_rows_with_few_eligible_items():
-    generator = torch.Generator().manual_seed(0)
-    scores = torch.randn(20, 31, generator=generator)
-    scores[:, 0] = -INF
-    scores[3, 5:] = -INF  # row 3: only items 1..4 eligible
-    best = top_k(scores, 10)
-    for row in range(20):
-        order = sorted(range(1, 31), key=lambda i: -scores[row, i].item())[:10]
-        eligible = [i for i in order if math.isfinite(scores[row, i].item())]
-        assert best.items[row, : len(eligible)].tolist() == eligible
-        assert (best.items[row, len(eligible) :] == 0).all()
-    assert best.items.shape == (20, 10) and not (best.items[:, :4] == 0).any()
-
-
-def test_top_k_width_is_capped_by_the_catalogue_and_k_below_one_raises():
-    assert top_k(torch.zeros(1, 4), 10).items.shape == (1, 3)
-    with pytest.raises(ValueError, match="k=0"):
-        top_k(torch.zeros(1, 4), 0)
+from seqrec import (
+    NotFittedError,
+    PopularRecommender,
+    ScoringError,
+    SequentialRecommender,
+    UnknownItemError,
+    UnknownUserError,
+    evaluate,
+    evaluate_lists,
+)
+from seqrec.metrics import item_popularity
 
 
 # ---- the recommender contract, for every kind of recommender --------------------------------------
@@ -108,8 +82,9 @@ def test_score_block_is_called_once_per_block_never_to_refill(fitted):
 
 
 def test_unknown_users_error_names_them(fitted):
-    with pytest.raises(KeyError, match="ghost"):
+    with pytest.raises(UnknownUserError, match="ghost") as error:
         fitted.recommend([fitted.user_index.ids[0], "ghost"], k=3)
+    assert isinstance(error.value, KeyError) and error.value.ids == ["ghost"]
 
 
 def test_unknown_users_popular_get_the_popular_eligible_items_in_caller_order(fitted, pattern):
@@ -128,9 +103,10 @@ def test_unknown_users_popular_get_the_popular_eligible_items_in_caller_order(fi
     pd.testing.assert_frame_equal(out[out.user_id != "ghost"].reset_index(drop=True), alone)
 
 
-def test_unknown_users_skip_leaves_them_out(fitted):
+def test_unknown_users_skip_leaves_them_out_with_a_warning_counting_them(fitted):
     known = fitted.user_index.ids[:3].tolist()
-    out = fitted.recommend(["ghost", *known], k=2, on_unknown_user="skip")
+    with pytest.warns(UserWarning, match="1 unknown user skipped"):
+        out = fitted.recommend(["ghost", *known], k=2, on_unknown_user="skip")
     assert out.user_id.drop_duplicates().tolist() == known and len(out) == 6
 
 
@@ -160,9 +136,27 @@ def test_recommend_for_histories_matches_the_known_users_lists(fitted):
 
 def test_recommend_for_an_anonymous_history_filters_it_and_warns_on_unknown_items(fitted):
     with pytest.warns(UserWarning, match="histories: 1 unknown"):
-        out = fitted.recommend_for_histories([[10, 11, "unknown-item", 12], []], k=4)
-    assert out.groupby("history").size().tolist() == [4, 4]
+        out = fitted.recommend_for_histories([[10, 11, "unknown-item", 12]], k=4)
+    assert out.groupby("history").size().tolist() == [4]
     assert not set(out[out.history == 0].item_id) & {10, 11, 12}
+
+
+def test_a_history_with_no_known_item_is_treated_as_an_unknown_user(fitted, pattern):
+    histories = [[10, 11], [], ["ghost-item"]]
+    with pytest.raises(UnknownUserError, match=r"histories \[1, 2\]"):
+        fitted.recommend_for_histories(histories, k=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        popular = fitted.recommend_for_histories(histories, k=3, on_unknown_user="popular")
+    dataset, split = pattern
+    baseline = PopularRecommender()
+    baseline.fit(dataset, split.train)
+    expected = baseline.recommend_for_histories([[1]], k=3, filter_viewed=False).item_id.tolist()
+    assert popular[popular.history == 1].item_id.tolist() == expected
+    assert popular[popular.history == 2].item_id.tolist() == expected
+    with pytest.warns(UserWarning, match="2 histories with no known item skipped"):
+        skipped = fitted.recommend_for_histories(histories, k=3, on_unknown_user="skip")
+    assert skipped.history.unique().tolist() == [0]
 
 
 def test_a_trained_model_continues_the_pattern_for_an_anonymous_history(pattern):
@@ -181,12 +175,88 @@ def test_similar_items_never_returns_the_query_item(fitted):
     out = fitted.similar_items(query, k=60)
     assert out.groupby("item_id").size().tolist() == [fitted.n_items - 1] * 10
     assert not (out.item_id == out.similar_item_id).any()
-    with pytest.raises(KeyError, match="nope"):
+    with pytest.raises(UnknownItemError, match="nope"):
         fitted.similar_items(["nope"])
 
 
 def test_recommend_before_fit_raises():
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         SequentialRecommender().recommend([0])
     with pytest.raises(RuntimeError, match="not fitted"):
         PopularRecommender().recommend([0])
+
+
+def test_ids_follow_the_one_id_rule(fitted):
+    user = int(fitted.user_index.ids[0])
+    as_int = fitted.recommend([user], k=3)
+    as_text = fitted.recommend([str(user)], k=3)
+    assert as_text.item_id.tolist() == as_int.item_id.tolist()
+    with pytest.raises(UnknownUserError):
+        fitted.recommend([f"0{user}"], k=3)  # not a canonical decimal integer
+    with pytest.warns(UserWarning, match="exclude_items: 1 unknown"):
+        fitted.recommend([user], k=3, exclude_items=["1", "01"])
+
+
+def test_an_empty_include_list_allows_nothing(fitted):
+    out = fitted.recommend(fitted.user_index.ids[:2], k=3, include_items=[])
+    assert len(out) == 0
+
+
+def test_set_histories_refuses_indices_the_model_does_not_have(fitted, pattern):
+    dataset, _ = pattern
+    from seqrec import Sequences
+
+    bad = Sequences(np.array([1, fitted.n_items + 1]), np.array([0, 2]), np.array([0]),
+                    np.zeros(2, np.int64))
+    with pytest.raises(ValueError, match="outside"):
+        fitted.set_histories(bad)
+
+
+# ---- evaluate() scores exactly the lists recommend() serves ------------------------------------
+@pytest.mark.parametrize("ties", [False, True])
+def test_evaluate_equals_the_metrics_of_the_served_lists(fitted, pattern, ties):
+    """The popular baseline ties on every item of equal count; a rounded model ties too."""
+    dataset, split = pattern
+    model = fitted
+    if ties and isinstance(fitted, SequentialRecommender):
+        original = fitted.score_block
+
+        def model_score_block(items, offsets, rows):  # coarse scores: many ties
+            return torch.round(original(items, offsets, rows))
+
+        model = _Wrapped(fitted, model_score_block)
+    test = split.test
+    report = evaluate(model, test, k=10, train=split.train)
+    users = model.user_index.to_external(test.histories.users)
+    histories = [model.catalogue.to_external(test.histories.row(i)).tolist()
+                 for i in range(test.histories.n_sequences)]
+    served = model.recommend_for_histories(histories, k=10)
+    lists = [served[served.history == i].item_id.tolist() for i in range(len(users))]
+    rows = np.array([model.catalogue.to_index(row) for row in lists])
+    by_lists = evaluate_lists(rows, test.targets, n_items=model.n_items, k=10,
+                              item_popularity=item_popularity(split.train, model.n_items))
+    assert report.means.keys() == by_lists.means.keys()
+    for name, value in report.means.items():
+        assert by_lists.means[name] == pytest.approx(value, abs=1e-12), name
+
+
+class _Wrapped:
+    """A recommender whose scores pass through a function (same ids, histories, filters)."""
+
+    def __init__(self, inner, score_block):
+        self._inner, self.score_block = inner, score_block
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def recommend_for_histories(self, histories, k=10, **options):
+        from seqrec.lists import recommend_histories
+
+        return recommend_histories(self, histories, k, **options)
+
+
+def test_nan_scores_are_an_error_never_output(fitted):
+    model = _Wrapped(fitted, lambda items, offsets, rows: torch.full(
+        (len(rows), fitted.n_items + 1), float("nan")))
+    with pytest.raises(ScoringError, match="NaN"):
+        model.recommend_for_histories([[1, 2]], k=3)

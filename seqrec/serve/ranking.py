@@ -1,0 +1,180 @@
+"""Requests → jobs (item indices and filters) → one ranked list each, through
+:func:`seqrec.rank.rank_rows`, the library's one ranking path.
+
+Every ranking request becomes :class:`Job` rows. Model rows go through :class:`Scorer`: one model
+call per request (never a refill loop), and with ``micro_batch=True`` the rows of concurrent
+requests share that call (greedy batching: while one forward pass runs, new requests queue up
+and form the next batch). A batch that fails is retried request by request, so one bad request
+fails alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from seqrec.data.catalogue import PAD
+from seqrec.rank import Filters, ItemSets, rank_rows
+from seqrec.serve.loading import LoadedModel
+
+Ranked = tuple[np.ndarray, np.ndarray]
+"""One list: ``(item indices, scores)``, best first, ``min(k, eligible)`` entries."""
+
+
+@dataclass
+class Job:
+    """One list to rank: ``history`` are item indices (oldest first) the model reads.
+
+    Attributes:
+        history: ``(n,)`` int64 item indices.
+        k: list length.
+        filter_viewed: mask the history's items.
+        include / exclude: item indices allowed / removed (None: no such filter).
+        popular: rank by popularity instead of the model (unknown user with the fallback).
+        unknown_dropped: ids of the request that were unknown (reported back).
+    """
+
+    history: np.ndarray
+    k: int
+    filter_viewed: bool
+    include: np.ndarray | None = None
+    exclude: np.ndarray | None = None
+    popular: bool = False
+    unknown_dropped: int = 0
+
+
+def rank_jobs(loaded: LoadedModel, jobs: list[Job]) -> list[Ranked]:
+    """Rank ``jobs`` with exactly one model call for all their model rows.
+
+    Returns:
+        per job ``(item indices, scores)``: ``min(k, eligible)`` entries, best first.
+    """
+    if not jobs:
+        return []
+    empty = np.zeros(0, dtype=np.int64)
+    histories = ItemSets.from_lists([job.history for job in jobs])
+    has_include = np.array([job.include is not None for job in jobs])
+    filters = Filters(
+        seen=ItemSets.from_lists([job.history if job.filter_viewed else empty for job in jobs]),
+        include=ItemSets.from_lists([empty if job.include is None else job.include
+                                     for job in jobs]) if has_include.any() else None,
+        exclude=ItemSets.from_lists([empty if job.exclude is None else job.exclude
+                                     for job in jobs]),
+        include_rows=has_include)
+    model = loaded.model
+
+    def score_rows(rows: np.ndarray) -> torch.Tensor:
+        return model.score_block(histories.items, histories.offsets, rows)
+
+    k = max(job.k for job in jobs)
+    with torch.inference_mode():  # cheaper than no_grad: no version counters on the outputs
+        best = rank_rows(score_rows, len(jobs), k, filters,
+                         fallback=np.array([job.popular for job in jobs]),
+                         fallback_scores=loaded.fitted.popularity_scores(), batch_size=len(jobs))
+    out = []
+    for i, job in enumerate(jobs):
+        items = best.items[i, : job.k].numpy()
+        keep = items != PAD
+        out.append((items[keep], best.scores[i, : job.k].numpy()[keep]))
+    return out
+
+
+@dataclass
+class _Unit:
+    loaded: LoadedModel
+    jobs: list[Job]
+    future: asyncio.Future = field(repr=False)
+
+
+class Scorer:
+    """Runs jobs on one compute thread, micro-batching concurrent requests if asked.
+
+    With ``micro_batch`` a collector task takes every request queued at that moment (up to
+    ``max_rows`` rows, waiting at most ``wait_s`` for more) and ranks them with one model call;
+    a request's rows are never split across calls. Requests whose client went away before their
+    turn are not scored.
+    """
+
+    def __init__(self, micro_batch: bool, max_rows: int, wait_s: float) -> None:
+        self.micro_batch = micro_batch
+        self.max_rows = max_rows
+        self.wait_s = wait_s
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seqrec-score")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[_Unit] | None = None
+        self._task: asyncio.Task | None = None
+
+    async def rank(self, loaded: LoadedModel, jobs: list[Job]) -> list[Ranked]:
+        loop = asyncio.get_running_loop()
+        if not self.micro_batch:
+            return await loop.run_in_executor(self.executor, rank_jobs, loaded, jobs)
+        if self._loop is not loop or self._task is None or self._task.done():
+            # (re)start in this loop: a test client may run each request in a new event loop
+            self._loop, self._queue = loop, asyncio.Queue()
+            self._task = loop.create_task(self._collect())
+        assert self._queue is not None
+        unit = _Unit(loaded, jobs, loop.create_future())
+        self._queue.put_nowait(unit)
+        return await unit.future
+
+    async def _collect(self) -> None:
+        assert self._queue is not None
+        queue, loop = self._queue, asyncio.get_running_loop()
+        while True:
+            units = [await queue.get()]
+            rows = len(units[0].jobs)
+            deadline = loop.time() + self.wait_s
+            while rows < self.max_rows:
+                try:
+                    unit = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        unit = await asyncio.wait_for(queue.get(), remaining)
+                    except TimeoutError:
+                        break
+                units.append(unit)
+                rows += len(unit.jobs)
+            await self._run([unit for unit in units if not unit.future.done()])
+
+    async def _run(self, units: list[_Unit]) -> None:
+        loop = asyncio.get_running_loop()
+        groups: dict[int, list[_Unit]] = {}
+        for unit in units:  # rows of different model versions (during a reload) never mix
+            groups.setdefault(id(unit.loaded), []).append(unit)
+        for group in groups.values():
+            jobs = [job for unit in group for job in unit.jobs]
+            try:
+                results = await loop.run_in_executor(self.executor, rank_jobs, group[0].loaded,
+                                                     jobs)
+            except Exception:  # noqa: BLE001 - find the request that failed: retry one by one
+                for unit in group:
+                    await self._run_alone(unit)
+                continue
+            start = 0
+            for unit in group:
+                if not unit.future.done():  # a disconnected client cancels its future
+                    unit.future.set_result(results[start : start + len(unit.jobs)])
+                start += len(unit.jobs)
+
+    async def _run_alone(self, unit: _Unit) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(self.executor, rank_jobs, unit.loaded, unit.jobs)
+        except Exception as error:  # noqa: BLE001 - handed to the waiting request
+            if not unit.future.done():
+                unit.future.set_exception(error)
+            return
+        if not unit.future.done():
+            unit.future.set_result(result)
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self.executor.shutdown(wait=False)

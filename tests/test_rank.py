@@ -1,0 +1,98 @@
+"""The one ranking path (rank.py): masks written out, top-K against a sorted reference under the
+tie rule (ties included), NaN refused, block ranking with a fallback in the caller's order."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import csr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from seqrec.errors import ScoringError
+from seqrec.rank import Filters, ItemSets, apply_filters, item_mask, rank_rows, tie_keys, top_k
+
+INF = float("inf")
+
+
+def _sets(rows: list[list[int]]) -> ItemSets:
+    return ItemSets(*csr(rows))
+
+
+def test_seen_items_are_masked_per_row_through_a_view():
+    seen = _sets([[1, 3], [], [2, 2, 4]]).select(np.array([2, 0]))
+    scores = torch.zeros(2, 5)
+    apply_filters(scores, Filters(seen=seen))
+    assert scores.tolist() == [[-INF, 0, -INF, 0, -INF], [-INF, -INF, 0, -INF, 0]]
+
+
+def test_shared_include_and_exclude_masks_and_pad():
+    scores = torch.arange(12, dtype=torch.float32).reshape(2, 6)
+    apply_filters(scores, Filters(include=item_mask(5, [1, 2, 3]), exclude=item_mask(5, [2])))
+    assert scores.tolist() == [[-INF, 1, -INF, 3, -INF, -INF], [-INF, 7, -INF, 9, -INF, -INF]]
+
+
+def test_per_row_include_lists_apply_only_to_their_rows_and_an_empty_one_allows_nothing():
+    scores = torch.ones(3, 4)
+    include = _sets([[2], [], [1]])
+    apply_filters(scores, Filters(include=include, include_rows=np.array([True, True, False])))
+    assert scores.tolist() == [[-INF, -INF, 1, -INF], [-INF] * 4, [-INF, 1, 1, 1]]
+
+
+def test_per_row_filters_must_match_the_rows():
+    with pytest.raises(ValueError, match="2 rows for 3"):
+        apply_filters(torch.zeros(3, 4), Filters(seen=_sets([[1], [2]])))
+
+
+def _reference(row: list[float], k: int) -> list[int]:
+    eligible = [i for i in range(1, len(row)) if row[i] > -INF]
+    order = sorted(eligible, key=lambda i: (-row[i], int(tie_keys(torch.tensor(i)))))
+    return order[:k]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 30), st.integers(1, 6), st.integers(1, 35), st.integers(0, 10_000))
+def test_top_k_equals_a_sorted_reference_ties_and_masks_included(n_items, n_rows, k, seed):
+    rng = np.random.default_rng(seed)
+    scores = torch.from_numpy(rng.integers(0, 3, (n_rows, n_items + 1)).astype(np.float32))
+    scores[torch.from_numpy(rng.random((n_rows, n_items + 1)) < 0.2)] = -INF
+    scores[:, 0] = -INF
+    best = top_k(scores, k)
+    assert best.items.shape == (n_rows, min(k, n_items))
+    for row in range(n_rows):
+        expected = _reference(scores[row].tolist(), k)
+        got = best.items[row].tolist()
+        assert got[: len(expected)] == expected
+        assert all(i == 0 for i in got[len(expected):])
+        assert all(math.isinf(s) for s in best.scores[row, len(expected):].tolist())
+
+
+def test_top_k_width_is_capped_by_the_catalogue_and_k_below_one_raises():
+    assert top_k(torch.zeros(1, 4), 10).items.shape == (1, 3)
+    with pytest.raises(ValueError, match="k=0"):
+        top_k(torch.zeros(1, 4), 0)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), INF])
+def test_nan_or_positive_infinite_scores_are_refused(bad):
+    scores = torch.zeros(3, 6)
+    scores[1, 4] = bad
+    with pytest.raises(ScoringError, match=r"rows \[1\]"):
+        top_k(scores, 2)
+
+
+def test_rank_rows_scores_in_length_blocks_ranks_fallback_rows_by_popularity_in_caller_order():
+    calls = []
+
+    def score_rows(rows):
+        calls.append(rows.tolist())
+        return torch.arange(6, dtype=torch.float32).repeat(len(rows), 1) * (1 + torch.tensor(
+            rows, dtype=torch.float32)[:, None])  # every row prefers high indices
+
+    fallback_scores = torch.tensor([-INF, 5.0, 4.0, 3.0, 2.0, 1.0])  # prefers low indices
+    best = rank_rows(score_rows, 4, 2, Filters(exclude=item_mask(5, [5])),
+                     lengths=np.array([3, 1, 9, 2]), fallback=np.array([False, True, False, False]),
+                     fallback_scores=fallback_scores, batch_size=2)
+    assert calls == [[3, 0], [2]]  # shortest histories first; the fallback row is never scored
+    assert best.items.tolist() == [[4, 3], [1, 2], [4, 3], [4, 3]]
