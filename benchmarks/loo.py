@@ -26,6 +26,7 @@ import torch
 from _common import cpu_model  # noqa: E402  (benchmarks/ helper)
 
 import seqrec
+from seqrec.config import parse_set
 from seqrec.data import leave_one_out, load_movielens, load_recbole, load_s3rec, load_sasrec
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -70,7 +71,7 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
                         seed=seed)
         if args.negative_sharing and model_name in ("esasrec", "sasrec_ss"):
             settings["negative_sharing"] = args.negative_sharing
-        settings.update(seqrec.config.parse_set(args.set))
+        settings.update(parse_set(args.set))
         model = seqrec.build_model(model_name, **settings)
         start = time.perf_counter()
         result = model.fit(dataset, split.train, validation=split.validation,

@@ -64,7 +64,7 @@ def train_model(path: Path, epochs: int) -> None:
     model = seqrec.build_model("esasrec", dim=64, epochs=epochs, patience=0)
     model.fit(dataset, split.train)
     report = seqrec.evaluate(model, split.test, k=10, metrics=("ndcg",))
-    model.save(path, metrics=report.means)
+    seqrec.save_model(model, path, metrics=report.means)
 
 
 def request_bodies(model_dir: Path, n: int, history_share: float, seed: int) -> list[str]:

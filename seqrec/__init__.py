@@ -24,7 +24,7 @@ _MODULE_OF = {
     "Dataset": "data.sequences",
     "HeldOut": "data.sequences",
     "Sequences": "data.sequences",
-    "Split": "data.split",
+    "Split": "data.held_out",
     "align_to_catalogue": "data.align",
     "build_dataset": "data.build",
     "leave_one_out": "data.split",
@@ -42,8 +42,8 @@ _MODULE_OF = {
     "FitResult": "checkpoint",
     "evaluate": "evaluation",
     "MetricReport": "metrics",
-    "evaluate_lists": "metrics",
-    "evaluate_scores": "metrics",
+    "evaluate_lists": "evaluation",
+    "evaluate_scores": "evaluation",
     # model directories and runs
     "load_model": "model_dir",
     "save_model": "model_dir",
@@ -107,10 +107,11 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
     from seqrec.config import PRESETS, Config, Runtime, preset
     from seqrec.data.align import align_to_catalogue
     from seqrec.data.build import build_dataset
+    from seqrec.data.held_out import Split
     from seqrec.data.interactions import read_interactions
     from seqrec.data.loaders import load_dataset, load_interactions, load_movielens
     from seqrec.data.sequences import Dataset, HeldOut, Sequences
-    from seqrec.data.split import Split, leave_one_out, time_split
+    from seqrec.data.split import leave_one_out, time_split
     from seqrec.errors import (
         ModelDirectoryError,
         NotFittedError,
@@ -121,8 +122,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         UnknownItemError,
         UnknownUserError,
     )
-    from seqrec.evaluation import evaluate
-    from seqrec.metrics import MetricReport, evaluate_lists, evaluate_scores
+    from seqrec.evaluation import evaluate, evaluate_lists, evaluate_scores
+    from seqrec.metrics import MetricReport
     from seqrec.model_dir import load_model, save_model
     from seqrec.recommender import PopularRecommender, SequentialRecommender, build_model, esasrec
     from seqrec.runs import RunResult, train_and_save

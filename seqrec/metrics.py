@@ -38,7 +38,7 @@ out of the means.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +47,7 @@ import torch
 
 from seqrec.data.sequences import Sequences
 from seqrec.errors import ScoringError
-from seqrec.rank import TopK, tie_keys, top_k
+from seqrec.rank import TopK, tie_keys
 
 logger = logging.getLogger(__name__)
 
@@ -128,12 +128,12 @@ def target_ranks(scores: torch.Tensor | np.ndarray, targets: Sequences) -> np.nd
     Raises:
         ValueError: shape mismatch, a target that is PAD or out of range, or NaN scores.
     """
-    scores = _as_tensor(scores)
+    scores = as_score_tensor(scores)
     n_rows, n_columns = scores.shape
     n_items = n_columns - 1
     if targets.n_sequences != n_rows:
         raise ValueError(f"scores have {n_rows} rows but targets have {targets.n_sequences}")
-    _check_items(targets.items, n_items, "targets")
+    check_items(targets.items, n_items, "targets")
     if _has_nan(scores):
         raise ScoringError("scores contain NaN: the model's weights are broken")
     row_of = np.repeat(np.arange(n_rows), targets.lengths)
@@ -181,157 +181,7 @@ def lists_from_top_k(best: TopK) -> Sequences:
     """:class:`~seqrec.rank.TopK` lists (PAD slots dropped) as ragged :class:`Sequences`
     (``users`` = row numbers, ``timestamps`` = 1-based positions in the list)."""
     items = best.items.cpu().numpy()
-    return _ragged(items, items != 0)
-
-
-def evaluate_scores(
-    scores: torch.Tensor | np.ndarray,
-    targets: Sequences,
-    *,
-    n_items: int,
-    k: int | Sequence[int] = 10,
-    item_popularity: ItemPopularity | None = None,
-    metrics: Sequence[str] | None = None,
-) -> MetricReport:
-    """Full-catalogue evaluation of a score matrix.
-
-    Args:
-        scores: ``(n_rows, n_items + 1)`` float, column 0 (PAD) ignored, masked items ``-inf``;
-            row ``i`` belongs to target row ``i``.
-        targets: held-out items per row (``HeldOut.targets``); duplicates count once.
-        n_items: catalogue size (checked against the scores' width).
-        k: one cutoff or several.
-        item_popularity: needed for ``arp`` and ``novelty`` (see :func:`item_popularity`).
-        metrics: names from ``ndcg, recall, hit_rate, precision, mrr, map, coverage, arp,
-            novelty``; default: all of them, ``arp`` and ``novelty`` only when
-            ``item_popularity`` is given.
-
-    Returns:
-        :class:`MetricReport` with keys such as ``"ndcg@10"``.
-
-    Raises:
-        ValueError: shape mismatch, an empty target row, PAD/out-of-range targets, NaN scores,
-            an unknown metric, or ``arp``/``novelty`` without ``item_popularity``.
-    """
-    scores = _as_tensor(scores)
-    if scores.ndim != 2 or scores.shape[1] != n_items + 1:
-        raise ValueError(
-            f"scores must have shape (n_rows, {n_items + 1}), got {tuple(scores.shape)}"
-        )
-    ks, names = _check_request(k, metrics, item_popularity)
-    targets = _dedupe(_check_targets(targets, n_items))
-    ranks = target_ranks(scores, targets)
-    lists = lists_from_top_k(top_k(scores, max(ks))) if set(names) & set(LIST_METRICS) else None
-    return _report(ranks, targets, lists, ks, names, n_items, item_popularity)
-
-
-def evaluate_score_blocks(
-    blocks: Iterable[torch.Tensor | np.ndarray],
-    targets: Sequences,
-    *,
-    n_items: int,
-    k: int | Sequence[int] = 10,
-    item_popularity: ItemPopularity | None = None,
-    metrics: Sequence[str] | None = None,
-) -> MetricReport:
-    """:func:`evaluate_scores` over score blocks that arrive one after another, so the full
-    ``(n_rows, n_items + 1)`` matrix never has to exist at once (a model scores a block of
-    users, the block is ranked and dropped).
-
-    Args:
-        blocks: consecutive ``(block_rows, n_items + 1)`` float score blocks whose rows, in
-            order, are the rows of ``targets``.
-        targets, n_items, k, item_popularity, metrics: as in :func:`evaluate_scores`.
-
-    Returns:
-        the same :class:`MetricReport` as :func:`evaluate_scores` on the stacked blocks.
-
-    Raises:
-        ValueError: as :func:`evaluate_scores`, or blocks covering a different row count.
-    """
-    ks, names = _check_request(k, metrics, item_popularity)
-    targets = _dedupe(_check_targets(targets, n_items))
-    want_lists = bool(set(names) & set(LIST_METRICS))
-    ranks, lists, row = [], [], 0
-    for block in blocks:
-        block = _as_tensor(block)
-        if block.shape[1] != n_items + 1:
-            raise ValueError(f"score block must have {n_items + 1} columns, got {block.shape[1]}")
-        rows = np.arange(row, row + block.shape[0])
-        ranks.append(target_ranks(block, targets.select(rows)))
-        if want_lists:
-            lists.append(lists_from_top_k(top_k(block, max(ks))))
-        row += block.shape[0]
-    if row != targets.n_sequences:
-        raise ValueError(f"score blocks cover {row} rows but targets have {targets.n_sequences}")
-    joined = None
-    if want_lists:
-        lengths = np.concatenate([part.lengths for part in lists])
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        joined = Sequences(np.concatenate([part.items for part in lists]), offsets,
-                           np.arange(len(lengths)),
-                           np.concatenate([part.timestamps for part in lists]))
-    return _report(np.concatenate(ranks) if ranks else np.zeros(0, np.int64), targets, joined,
-                   ks, names, n_items, item_popularity)
-
-
-def evaluate_lists(
-    lists: np.ndarray | Sequences,
-    targets: Sequences,
-    *,
-    n_items: int,
-    k: int | Sequence[int] = 10,
-    item_popularity: ItemPopularity | None = None,
-    metrics: Sequence[str] | None = None,
-) -> MetricReport:
-    """Evaluate ready-made recommendation lists (any recommender's output).
-
-    The rank of a target is its 1-based position in its row's list (items beyond the first K
-    are ignored); a target not in the list is not retrieved. With lists equal to
-    :func:`seqrec.rank.top_k` of a score matrix, the result equals :func:`evaluate_scores`
-    (ties included).
-
-    Args:
-        lists: ``(n_rows, list_len)`` int item indices, best first, or :class:`Sequences` of
-            ragged lists; row ``i`` belongs to target row ``i``.
-        targets: held-out items per row; duplicates count once.
-        n_items: catalogue size.
-        k, item_popularity, metrics: as in :func:`evaluate_scores`.
-
-    Returns:
-        :class:`MetricReport`.
-
-    Raises:
-        ValueError: row count mismatch, PAD/out-of-range/duplicate items in a list, an empty
-            target row, or an invalid metric request.
-    """
-    ks, names = _check_request(k, metrics, item_popularity)
-    if not isinstance(lists, Sequences):
-        lists = np.asarray(lists)
-        if lists.ndim != 2:
-            raise ValueError(f"lists must be 2-D (n_rows, list_len), got shape {lists.shape}")
-        lists = _ragged(lists.astype(np.int64), np.ones(lists.shape, dtype=bool))
-    _check_items(lists.items, n_items, "lists")
-    targets = _dedupe(_check_targets(targets, n_items))
-    if lists.n_sequences != targets.n_sequences:
-        raise ValueError(f"lists have {lists.n_sequences} rows but targets {targets.n_sequences}")
-    list_rows = np.repeat(np.arange(lists.n_sequences), lists.lengths)
-    list_keys = list_rows * (n_items + 1) + lists.items
-    if len(np.unique(list_keys)) != len(list_keys):
-        raise ValueError("a list holds the same item twice")
-    lists = _truncate(lists, max(ks))
-    list_rows = np.repeat(np.arange(lists.n_sequences), lists.lengths)
-    positions = np.arange(len(lists.items)) - np.repeat(lists.offsets[:-1], lists.lengths) + 1
-    sorter = np.argsort(list_rows * (n_items + 1) + lists.items)
-    sorted_keys = (list_rows * (n_items + 1) + lists.items)[sorter]
-    target_rows = np.repeat(np.arange(targets.n_sequences), targets.lengths)
-    target_keys = target_rows * (n_items + 1) + targets.items
-    at = np.minimum(np.searchsorted(sorted_keys, target_keys), max(len(sorted_keys) - 1, 0))
-    found = (
-        (sorted_keys[at] == target_keys) if len(sorted_keys) else np.zeros(len(target_keys), bool)
-    )
-    ranks = np.where(found, positions[sorter][at] if len(sorted_keys) else 0, NOT_RETRIEVED)
-    return _report(ranks.astype(np.int64), targets, lists, ks, names, n_items, item_popularity)
+    return ragged_lists(items, items != 0)
 
 
 def accuracy_from_ranks(ranks: np.ndarray, lengths: np.ndarray, k: int) -> dict[str, np.ndarray]:
@@ -374,58 +224,7 @@ def accuracy_from_ranks(ranks: np.ndarray, lengths: np.ndarray, k: int) -> dict[
     }
 
 
-def _report(
-    ranks: np.ndarray,
-    targets: Sequences,
-    lists: Sequences | None,
-    ks: list[int],
-    names: list[str],
-    n_items: int,
-    popularity: ItemPopularity | None,
-) -> MetricReport:
-    columns: dict[str, np.ndarray] = {"n_targets": targets.lengths}
-    means: dict[str, float] = {}
-    for k in ks:
-        accuracy = accuracy_from_ranks(ranks, targets.lengths, k)
-        for name in names:
-            if name in accuracy:
-                columns[f"{name}@{k}"] = accuracy[name]
-        if lists is None:
-            continue
-        top = _truncate(lists, k)
-        if "coverage" in names:
-            means[f"coverage@{k}"] = len(np.unique(top.items)) / n_items
-        if popularity is not None and ({"arp", "novelty"} & set(names)):
-            rows = np.repeat(np.arange(top.n_sequences), top.lengths)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                share = popularity.share[top.items]
-                information = -np.log2(np.maximum(share, 1.0 / popularity.n_users))
-                if "arp" in names:
-                    columns[f"arp@{k}"] = _row_mean(rows, share, top.lengths)
-                if "novelty" in names:
-                    columns[f"novelty@{k}"] = _row_mean(rows, information, top.lengths)
-    per_user = pd.DataFrame(columns, index=pd.Index(targets.users, name="user"))
-    ordered: dict[str, float] = {}
-    for k in ks:
-        for name in names:
-            key = f"{name}@{k}"
-            if key in means:
-                ordered[key] = means[key]
-            elif key in per_user:
-                values = per_user[key].to_numpy()
-                ordered[key] = (
-                    float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
-                )
-    return MetricReport(per_user, ordered)
-
-
-def _row_mean(rows: np.ndarray, values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    total = np.bincount(rows, weights=values, minlength=len(lengths))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(lengths > 0, total / lengths, np.nan)
-
-
-def _check_request(
+def check_request(
     k: int | Sequence[int], metrics: Sequence[str] | None, popularity: ItemPopularity | None
 ) -> tuple[list[int], list[str]]:
     ks = [k] if isinstance(k, (int, np.integer)) else list(k)
@@ -447,8 +246,8 @@ def _check_request(
     return [int(v) for v in ks], names
 
 
-def _check_targets(targets: Sequences, n_items: int) -> Sequences:
-    _check_items(targets.items, n_items, "targets")
+def check_targets(targets: Sequences, n_items: int) -> Sequences:
+    check_items(targets.items, n_items, "targets")
     empty = np.flatnonzero(targets.lengths == 0)
     if len(empty):
         raise ValueError(
@@ -457,7 +256,7 @@ def _check_targets(targets: Sequences, n_items: int) -> Sequences:
     return targets
 
 
-def _check_items(items: np.ndarray, n_items: int, what: str) -> None:
+def check_items(items: np.ndarray, n_items: int, what: str) -> None:
     bad = (items < 1) | (items > n_items)
     if bad.any():
         first = int(np.argmax(bad))
@@ -467,7 +266,7 @@ def _check_items(items: np.ndarray, n_items: int, what: str) -> None:
         )
 
 
-def _dedupe(targets: Sequences) -> Sequences:
+def dedupe_targets(targets: Sequences) -> Sequences:
     """Keep the first copy of each item in each row."""
     n = int(targets.items.max()) + 1 if len(targets.items) else 1
     row_of = np.repeat(np.arange(targets.n_sequences), targets.lengths)
@@ -480,7 +279,7 @@ def _dedupe(targets: Sequences) -> Sequences:
     return Sequences(targets.items[keep], offsets, targets.users, targets.timestamps[keep])
 
 
-def _ragged(items: np.ndarray, keep: np.ndarray) -> Sequences:
+def ragged_lists(items: np.ndarray, keep: np.ndarray) -> Sequences:
     """``(n_rows, width)`` items with a keep mask → :class:`Sequences` (positions as timestamps)."""
     n_rows, width = items.shape
     lengths = keep.sum(axis=1).astype(np.int64)
@@ -491,7 +290,7 @@ def _ragged(items: np.ndarray, keep: np.ndarray) -> Sequences:
     )
 
 
-def _truncate(lists: Sequences, k: int) -> Sequences:
+def truncate_lists(lists: Sequences, k: int) -> Sequences:
     lengths = np.minimum(lists.lengths, k)
     if (lengths == lists.lengths).all():
         return lists
@@ -516,7 +315,7 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.numpy()
 
 
-def _as_tensor(scores: torch.Tensor | np.ndarray) -> torch.Tensor:
+def as_score_tensor(scores: torch.Tensor | np.ndarray) -> torch.Tensor:
     if isinstance(scores, torch.Tensor):
         tensor = scores.detach()
     else:

@@ -10,11 +10,10 @@ from hypothesis import strategies as st
 
 import seqrec.metrics as metrics_module
 from seqrec.data import Sequences
+from seqrec.evaluation import evaluate_lists, evaluate_scores
 from seqrec.metrics import (
     NOT_RETRIEVED,
     ItemPopularity,
-    evaluate_lists,
-    evaluate_scores,
     item_popularity,
     lists_from_top_k,
     target_ranks,

@@ -31,9 +31,9 @@ _MODULE_OF = {
     "Sequences": "sequences",
     "build_dataset": "build",
     "align_to_catalogue": "align",
-    "HeldOutReport": "split",
-    "Split": "split",
-    "SplitReport": "split",
+    "HeldOutReport": "held_out",
+    "Split": "held_out",
+    "SplitReport": "held_out",
     "leave_one_out": "split",
     "time_split": "split",
 }
