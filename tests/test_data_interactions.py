@@ -94,7 +94,7 @@ def test_unparsable_timestamp_is_reported():
         }
     )
     with pytest.raises(
-        ValueError, match=r"'timestamp' has 1 rows with unparsable.*first bad row: 2"
+        ValueError, match=r"'timestamp' has 1 row with unparsable.*first bad row: 2"
     ):
         read_interactions(frame)
 
@@ -115,3 +115,26 @@ def test_filter_reports_what_it_removed():
     assert kept["user_id"].tolist() == [1, 1, 3, 3]
     assert (report.rows_removed, report.users_removed, report.items_removed) == (2, 1, 1)
     assert "removed 2 of 6 rows" in str(report)
+
+
+def test_integer_timestamps_with_one_bad_value_name_that_row_without_pandas_warnings(tmp_path):
+    import warnings
+
+    path = tmp_path / "log.csv"
+    path.write_text("user_id,item_id,timestamp\n1,1,100\n1,2,101\n2,1,10x\n2,3,103\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"1 row with non-numeric timestamps; first bad row: 2 \('10x'\)"):
+            read_interactions(path)
+
+
+def test_text_ids_that_look_like_missing_values_stay_ids(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("user_id,item_id,timestamp\nNA,None,1\nnull,NaN,2\nNA,x,3\n")
+    frame = read_interactions(path)
+    assert frame.user_id.tolist() == ["NA", "null", "NA"]
+    assert frame.item_id.tolist() == ["None", "NaN", "x"]
+    empty = tmp_path / "empty.csv"
+    empty.write_text("user_id,item_id,timestamp\n,1,1\n")
+    with pytest.raises(ValueError, match="'user_id' has 1 row with null values"):
+        read_interactions(empty)

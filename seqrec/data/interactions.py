@@ -9,6 +9,7 @@ item (internal index 0 is PAD, but raw ids are never used as indices).
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -122,14 +123,21 @@ def to_seconds(values: pd.Series, name: str = TIMESTAMP) -> np.ndarray:
         values.dtype
     ):
         return _datetimes_to_seconds(values)
-    # strings / objects: plain integers first (CSV readers sometimes keep them as text), then dates
+    # strings / objects: plain numbers first (CSV readers keep a numeric column as text when one
+    # value is not a number), then dates
     numbers = pd.to_numeric(values, errors="coerce")
-    if not numbers.isna().any():
-        return np.floor(numbers.to_numpy(np.float64)).astype(np.int64)
+    is_number = numbers.notna().to_numpy()
+    if is_number.mean() > 0.5:  # a column of seconds with a few bad values: name them
+        _raise_on_bad(~is_number, name, "non-numeric timestamps", values)
+        floats = numbers.to_numpy(np.float64)
+        _raise_on_bad(~np.isfinite(floats), name, "infinite values", values)
+        return np.floor(floats).astype(np.int64)
     text = values.astype(str)
-    parsed = pd.to_datetime(text, errors="coerce", utc=True)
-    if parsed.isna().any():
-        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+    with warnings.catch_warnings():  # pandas' "could not infer format" chatter
+        warnings.simplefilter("ignore", UserWarning)
+        parsed = pd.to_datetime(text, errors="coerce", utc=True)
+        if parsed.isna().any():
+            parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
     _raise_on_bad(parsed.isna().to_numpy(), name, "unparsable timestamps", values)
     return _datetimes_to_seconds(parsed)
 
@@ -221,7 +229,9 @@ def _to_pandas(source: object, *, format: TableFormat | None, sep: str | None) -
     if format == "parquet":
         return pd.read_parquet(path)
     if format in ("csv", "tsv"):
-        return pd.read_csv(path, sep=sep or ("," if format == "csv" else "\t"))
+        # only an empty field is missing: "NA", "None" or "null" are ids like any other text
+        return pd.read_csv(path, sep=sep or ("," if format == "csv" else "\t"),
+                           keep_default_na=False, na_values=[""])
     raise ValueError(f"unknown format {format!r}; allowed: csv, tsv, parquet")
 
 
@@ -253,9 +263,9 @@ def _raise_on_bad(bad: np.ndarray, name: str, what: str, values: pd.Series | Non
     if bad.any():
         first = int(np.argmax(bad))
         shown = f" ({values.iloc[first]!r})" if values is not None else ""
-        raise ValueError(
-            f"column {name!r} has {int(bad.sum()):,} rows with {what}; first bad row: {first}{shown}"
-        )
+        count = int(bad.sum())
+        raise ValueError(f"column {name!r} has {count:,} row{'' if count == 1 else 's'} with "
+                         f"{what}; first bad row: {first}{shown}")
 
 
 def _datetimes_to_seconds(values: pd.Series) -> np.ndarray:
