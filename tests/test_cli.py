@@ -312,3 +312,160 @@ def test_quickstart_runs_end_to_end(tmp_path: Path) -> None:
     meta = json.loads((out / "model.json").read_text())
     assert set(meta["metrics"]) >= {"ndcg@10", "recall@10", "mrr@10", "coverage@10"}
     assert np.isfinite(meta["metrics"]["ndcg@10"])
+
+
+# ---- long runs in log files, threads, defaults (the command line for real work) ------------------
+def test_a_run_logged_to_a_file_gets_one_plain_line_per_epoch(log: Path, tmp_path: Path) -> None:
+    result = ok("train", "--data", log, *TINY, "--set", "epochs=3", "--out", tmp_path / "m")
+    assert "\r" not in result.stderr  # CliRunner's stderr is not a terminal: no bars
+    epochs = [line for line in result.stderr.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epochs] == ["1/3", "2/3", "3/3"]
+    assert all("loss" in line and "validation ndcg@10" in line for line in epochs)
+    bars = ok("train", "--data", log, *TINY, "--out", tmp_path / "b", "--progress")
+    assert "\r" in bars.stderr  # asked for: bars even off a terminal
+    quiet = ok("train", "--data", log, *TINY, "--out", tmp_path / "q", "--quiet")
+    assert quiet.stderr.strip() == "" or "epoch" not in quiet.stderr
+
+
+def test_threads_is_a_runtime_option_of_every_computing_command(log: Path, model_dir: Path,
+                                                                tmp_path: Path) -> None:
+    out = tmp_path / "t"
+    ok("train", "--data", log, *TINY, "--threads", "1", "--out", out, "--quiet")
+    assert "threads" not in (out / "config.toml").read_text()
+    ok("recommend", "--model", out, "--users", "1", "--threads", "1")
+    ok("similar", "--model", out, "--items", "1", "--threads", "1")
+    ok("evaluate", "--model", out, "--data", log, "--threads", "1")
+    one_line_error(run("train", "--data", log, "--set", "threads=1", "--out", tmp_path / "x"),
+                   "--set threads", "use --threads")
+
+
+def test_defaults_follow_the_documented_recipe_and_the_report_says_which_protocol_ran(
+        log: Path, tmp_path: Path) -> None:
+    from seqrec import Config
+
+    assert Config().patience == 30
+    help_text = " ".join(ok("train", "--help").stdout.split())
+    assert "after 30 epochs" in help_text and "the eSASRec paper's leave" in help_text
+    result = ok("train", "--data", log, *TINY, "--out", tmp_path / "m")
+    assert "already-seen targets removed" in result.stderr
+
+
+# ---- options are checked before any work -----------------------------------------------------------
+def test_a_bad_plot_name_fails_before_any_model_is_trained(log: Path, tmp_path: Path) -> None:
+    result = run("compare", "--data", log, "--models", "esasrec,popular", *TINY,
+                 "--plot", tmp_path / "front.txt")
+    one_line_error(result, "--plot", ".png")
+    assert "training" not in result.stderr and "epoch" not in result.stderr
+
+
+def test_an_unwritable_out_fails_before_training(log: Path, tmp_path: Path) -> None:
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root)")
+        result = run("train", "--data", log, *TINY, "--out", locked / "m")
+        one_line_error(result, "not writable")
+        assert "epoch" not in result.stderr
+    finally:
+        locked.chmod(0o700)
+
+
+def test_compare_quiet_prints_only_the_result(log: Path) -> None:
+    result = ok("compare", "--data", log, "--split", "loo", "--models", "popular", "--quiet")
+    assert "popular" in result.stdout
+    assert "training" not in result.stderr and "epoch" not in result.stderr
+
+
+def test_parse_errors_use_the_one_error_form(model_dir: Path) -> None:
+    result = run("recommend", "--model", model_dir, "--users", "1", "--bogus")
+    one_line_error(result, "--bogus")
+    assert result.exit_code == 2
+
+
+# ---- one id rule, explained empty results ----------------------------------------------------------
+def test_ids_follow_the_same_rule_as_the_service(model_dir: Path) -> None:
+    one_line_error(run("recommend", "--model", model_dir, "--users", "01"), "unknown user id: '01'")
+    mixed = ok("recommend", "--model", model_dir, "--history", "2,abc,3", "--k", "3")
+    assert "1 unknown item id dropped" in mixed.stderr
+    assert len(csv_rows(mixed.stdout)) == 3
+    skipped = ok("recommend", "--model", model_dir, "--users", "1,abc,02",
+                 "--on-unknown-user", "skip")
+    assert "2 unknown users skipped" in skipped.stderr
+    assert set(csv_rows(skipped.stdout).user_id) == {1}
+
+
+def test_empty_or_short_lists_are_explained(model_dir: Path, tmp_path: Path) -> None:
+    seen = csv_rows(ok("recommend", "--model", model_dir, "--users", "1", "--k", "50",
+                       "--no-filter-viewed").stdout).item_id.tolist()[:3]
+    result = ok("recommend", "--model", model_dir, "--history", ",".join(map(str, seen)),
+                "--include-items", ",".join(map(str, seen)), "--k", "5")
+    assert len(csv_rows(result.stdout)) == 0
+    assert "1 list shorter than k=5" in result.stderr
+    empty = tmp_path / "none.txt"
+    empty.write_text("# nothing allowed\n")
+    nothing = ok("recommend", "--model", model_dir, "--users", "1", "--include-items", empty)
+    assert len(csv_rows(nothing.stdout)) == 0 and "shorter than k" in nothing.stderr
+
+
+def test_a_tiny_test_set_is_flagged(log: Path, tmp_path: Path) -> None:
+    result = ok("train", "--data", log, *TINY, "--out", tmp_path / "m")
+    assert "only 40 test users" in result.stderr
+
+
+# ---- outputs never clobber, models are validated ------------------------------------------------
+def test_outputs_never_replace_what_was_not_named_or_write_into_a_model(model_dir: Path,
+                                                                        tmp_path: Path) -> None:
+    before = (model_dir / "model.json").read_bytes()
+    one_line_error(run("recommend", "--model", model_dir, "--users", "1",
+                       "--out", model_dir / "model.json", "--force"), "inside a model directory")
+    assert (model_dir / "model.json").read_bytes() == before
+    target = tmp_path / "recs.csv"
+    target.write_text("mine")
+    one_line_error(run("recommend", "--model", model_dir, "--users", "1", "--out", target),
+                   "exists", "--force")
+    assert target.read_text() == "mine"
+    one_line_error(run("recommend", "--model", model_dir, "--users", "1", "--out", tmp_path),
+                   "is a directory")
+    written = ok("recommend", "--model", model_dir, "--users", "1", "--k", "1",
+                 "--out", target, "--force")
+    assert "wrote 1 row to" in written.stderr
+    folder = tmp_path / "sim"
+    folder.mkdir()
+    (folder / "mine.txt").write_text("mine")
+    result = run("simulate", "survey", "--users", "50", "--experiments", "0", "--out", folder)
+    assert result.exit_code != 0 and "--force" in result.stderr
+    assert (folder / "mine.txt").read_text() == "mine"
+
+
+def test_a_damaged_model_is_one_line_never_silent_nan(model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    broken = Path(shutil.copytree(model_dir, tmp_path / "broken"))
+    state = load_file(broken / "weights.safetensors")
+    state = {k: v * float("nan") if v.is_floating_point() else v for k, v in state.items()}
+    save_file(state, broken / "weights.safetensors")
+    one_line_error(run("recommend", "--model", broken, "--users", "1"),
+                   "weights.safetensors")
+    (broken / "manifest.json").unlink()  # an old-format directory: no file check, still refused
+    one_line_error(run("recommend", "--model", broken, "--users", "1"), "NaN")
+    missing = Path(shutil.copytree(model_dir, tmp_path / "missing"))
+    (missing / "ids.json").unlink()
+    one_line_error(run("similar", "--model", missing, "--items", "1"), "ids.json")
+
+
+def test_serving_on_a_busy_port_is_one_line_and_exit_1(model_dir: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run("serve", "--model", model_dir, "--port", str(port))
+    one_line_error(result, f"--port {port}")
+    assert result.exit_code == 1

@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 
 from seqrec.value.abandonment import ABANDONMENT_FEATURES, fit_abandonment, impression_features
-from seqrec.value.simulator import SurveyConfig, _constant, make_questions, make_users, simulate
+from seqrec.value.policies import constant_policy
+from seqrec.value.sessions import simulate
+from seqrec.value.survey import SurveyConfig, make_questions, make_users
 
 ITEMS = pd.DataFrame(
     {"item_id": [10, 11], "median_answer_seconds": [5.0, 30.0], "is_free_text": [0, 1]}
@@ -70,7 +72,7 @@ def test_abandonment_model_ranks_and_is_calibrated_on_held_out_users():
     config = SurveyConfig()
     rng = np.random.default_rng(0)
     questions = make_questions(config, rng)
-    log = simulate(config, questions, make_users(3000, rng), _constant("random"), None, seed=1)
+    log = simulate(config, questions, make_users(3000, rng), constant_policy("random"), None, seed=1)
     fit = fit_abandonment(log, questions.table(), seed=0)
     assert fit.auc > 0.65
     assert fit.after.ece < 0.03

@@ -4,18 +4,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seqrec.value.calibration import (
+from seqrec.value.calibration import calibrate, pairwise_scorer
+from seqrec.value.calibrators import (
     OnlinePlatt,
-    calibrate,
-    calibration_metrics,
     fit_isotonic,
     fit_platt,
     fit_temperature,
-    pairwise_scorer,
-    reliability_curve,
     sigmoid,
-    split_by_user,
 )
+from seqrec.value.logs import split_by_user
+from seqrec.value.reliability import calibration_metrics, reliability_curve
 
 
 def test_metrics_hand_computed():
@@ -83,6 +81,51 @@ def test_platt_recovers_known_parameters():
     assert cal.intercept == pytest.approx(-1.0, abs=0.05)
     assert fit_temperature(s, y + 0).temperature > 1.0  # slope < 1 means temperature > 1
 
+
+
+def test_platt_hand_computed_two_score_groups():
+    """Scores 0 and 1, answer rates 1/4 and 3/4: the MLE is exact, sigmoid(b) = 1/4 and
+    sigmoid(a + b) = 3/4, so b = -ln 3 and a = 2 ln 3 (the 1e-6-per-row ridge moves them < 1e-4)."""
+    s = np.array([0, 0, 0, 0, 1, 1, 1, 1], dtype=float)
+    y = np.array([1, 0, 0, 0, 1, 1, 1, 0])
+    cal = fit_platt(s, y)
+    assert cal.intercept == pytest.approx(-np.log(3.0), abs=1e-4)
+    assert cal.slope == pytest.approx(2 * np.log(3.0), abs=1e-4)
+
+
+def test_temperature_hand_computed_symmetric_scores():
+    """Scores -1 and +1 with answer rates 1/4 and 3/4; no intercept: the score equation
+    sum((p - y) s) = 0 gives sigmoid(w) = 3/4, so w = ln 3 and temperature = 1 / ln 3."""
+    s = np.array([-1, -1, -1, -1, 1, 1, 1, 1], dtype=float)
+    y = np.array([1, 0, 0, 0, 1, 1, 1, 0])
+    assert fit_temperature(s, y).temperature == pytest.approx(1 / np.log(3.0), abs=1e-4)
+
+
+def test_platt_satisfies_the_likelihood_equations():
+    """At the maximum-likelihood fit, mean(p) = mean(y) and mean((p - y) s) = 0."""
+    rng = np.random.default_rng(1)
+    s = rng.normal(0.0, 2.0, 5000)
+    y = (rng.random(s.size) < sigmoid(0.7 * s + 0.3)).astype(float)
+    p = fit_platt(s, y).predict(s)
+    assert np.mean(p - y) == pytest.approx(0.0, abs=1e-6)
+    assert np.mean((p - y) * s) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_separable_scores_give_a_finite_steep_fit():
+    cal = fit_platt(np.array([-2.0, -1.0, 1.0, 2.0]), np.array([0, 0, 1, 1]))
+    assert np.isfinite(cal.slope) and cal.slope > 5
+    assert cal.predict(np.array([-1.0, 1.0])) == pytest.approx([0.0, 1.0], abs=1e-4)
+
+
+def test_temperature_rejects_anti_correlated_scores():
+    with pytest.raises(ValueError, match="positive slope"):
+        fit_temperature(np.array([-2.0, -1.0, 1.0, 2.0]), np.array([1, 1, 0, 0]))
+
+
+@pytest.mark.parametrize("fit", [fit_platt, fit_temperature])
+def test_single_class_outcomes_raise(fit):
+    with pytest.raises(ValueError, match="both 0 and 1"):
+        fit(np.array([0.1, 0.5, 2.0]), np.array([1, 1, 1]))
 
 def test_isotonic_is_monotone_and_in_unit_interval():
     rng = np.random.default_rng(0)

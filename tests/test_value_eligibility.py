@@ -2,7 +2,10 @@
 
 import numpy as np
 import pytest
+import torch
 
+from seqrec.errors import ScoringError
+from seqrec.rank import tie_keys
 from seqrec.value.eligibility import (
     EligibilityState,
     NothingEligible,
@@ -11,7 +14,7 @@ from seqrec.value.eligibility import (
     eligibility_mask,
     ineligibility_reasons,
     rank_eligible,
-    serve,
+    serve_first_accepted,
 )
 
 ITEMS = np.array(["a", "b", "c", "d", "e", "f"])
@@ -84,7 +87,7 @@ def test_backend_rejections_cannot_loop():
     """
     scorer = CountingScorer()
     rejected_by_backend = {"b"}
-    result = serve(_state(), scorer, backend_accepts=lambda item: item not in rejected_by_backend)
+    result = serve_first_accepted(_state(), scorer, backend_accepts=lambda item: item not in rejected_by_backend)
     assert isinstance(result, Served)
     assert result.item_id == "f" and result.n_rejected == 1 and "b" in result.state.excluded
     assert scorer.calls == 1
@@ -103,7 +106,7 @@ def test_backend_rejections_cannot_loop():
     assert calls == len(ITEMS) + 1 and len(set(returned)) == len(ITEMS)
     assert scorer.calls == len(ITEMS)  # the last request never reached the model
 
-    everything_rejected = serve(
+    everything_rejected = serve_first_accepted(
         EligibilityState(item_ids=ITEMS), CountingScorer(), backend_accepts=lambda i: False
     )
     assert isinstance(everything_rejected, NothingEligible)
@@ -138,3 +141,46 @@ def test_unknown_item_update_and_nan_scores_raise():
         _state().with_rejected(["zz"])
     with pytest.raises(ValueError, match="score"):
         rank_eligible(_state(), lambda ids: np.full(len(ids), np.nan))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_scores_raise_scoring_error_naming_the_scorer(bad):
+    def broken_scorer(ids):
+        return np.where(ids == "f", bad, 1.0)
+
+    with pytest.raises(ScoringError, match="broken_scorer"):
+        rank_eligible(_state(), broken_scorer)
+
+
+def test_wrong_shape_raises():
+    with pytest.raises(ValueError, match="shape"):
+        rank_eligible(_state(), lambda ids: np.zeros(len(ids) + 1))
+
+
+def test_ties_follow_rank_tie_rule_not_catalogue_order():
+    """Equal scores are ordered by seqrec.rank's hashed tie key of column i + 1 (catalogue
+    position i), the rule every seqrec list follows; higher scores still come first."""
+    state = EligibilityState(item_ids=ITEMS)
+    ranked = rank_eligible(state, lambda ids: np.where(ids == "c", 2.0, 1.0))
+    columns = np.arange(1, len(ITEMS) + 1)
+    by_key = columns[np.argsort(tie_keys(torch.from_numpy(columns)).numpy(), kind="stable")]
+    tied = [ITEMS[c - 1] for c in by_key if ITEMS[c - 1] != "c"]
+    assert ranked.item_ids.tolist() == ["c", *tied]
+    assert tied != [i for i in ITEMS.tolist() if i != "c"]  # the rule is not catalogue order
+    assert ranked.scores.dtype == np.float64 and ranked.scores.tolist() == [2.0] + [1.0] * 5
+
+
+def test_top_k_cut_and_float64_scores_kept_apart():
+    """k keeps the best k eligible items; scores 1e-12 apart (equal in float32) stay ordered."""
+    state = EligibilityState(item_ids=ITEMS)
+    scores = {"a": 1.0, "b": 1.0 + 1e-12, "c": 1.0 + 2e-12, "d": 0.0, "e": -1.0, "f": 3.0}
+    ranked = rank_eligible(state, lambda ids: np.array([scores[i] for i in ids]), k=4)
+    assert ranked.item_ids.tolist() == ["f", "c", "b", "a"]
+    assert ranked.scores.tolist() == [3.0, 1.0 + 2e-12, 1.0 + 1e-12, 1.0]
+    few = rank_eligible(_state(), CountingScorer(), k=10)  # only b and f are eligible
+    assert few.item_ids.tolist() == ["b", "f"]
+
+
+def test_k_below_one_raises():
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        rank_eligible(_state(), CountingScorer(), k=0)

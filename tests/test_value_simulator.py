@@ -5,17 +5,11 @@ import pytest
 from typer.testing import CliRunner
 
 from seqrec.value.cli import app
-from seqrec.value.simulator import (
-    SimulationConfig,
-    SurveyConfig,
-    _constant,
-    make_questions,
-    make_users,
-    policy_names,
-    run_survey_simulation,
-    session_table,
-    simulate,
-)
+from seqrec.value.policies import constant_policy, policy_names
+from seqrec.value.sessions import simulate
+from seqrec.value.simulator import SimulationConfig, run_survey_simulation
+from seqrec.value.summary import session_table
+from seqrec.value.survey import SurveyConfig, make_questions, make_users
 
 
 def test_session_table_ndcg_hand_computed():
@@ -43,7 +37,7 @@ def test_simulated_log_respects_rules():
     config = SurveyConfig(n_items=8, max_session_length=5)
     rng = np.random.default_rng(0)
     log = simulate(
-        config, make_questions(config, rng), make_users(300, rng), _constant("random"), None, seed=0
+        config, make_questions(config, rng), make_users(300, rng), constant_policy("random"), None, seed=0
     )
     assert log.groupby("session_id")["position"].max().max() <= 5
     assert not log.duplicated(["session_id", "item_id"]).any()  # never twice in a session

@@ -6,6 +6,13 @@ tests by user. See docs/value.md.
 
 Names are imported lazily (PEP 562): importing :mod:`seqrec.value` does not load scikit-learn
 until a name that needs it is used.
+
+Modules: ``calibrators`` (Platt, temperature, isotonic, online Platt), ``reliability`` (log-loss,
+Brier, ECE, reliability curves), ``logs`` (impression-log columns, checks, split by user),
+``calibration`` (fit on some users, report on others), ``abandonment``, ``ranking`` (cascade
+order), ``eligibility``, ``ab``; the survey simulator: ``survey`` (the world), ``policies``,
+``estimators``, ``sessions`` (the session loop), ``summary``, ``simulator`` (the whole run),
+``plots`` and ``cli``.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ _MODULE_OF = {
     "CalibrationReport": "calibration",
     "EligibilityState": "eligibility",
     "NothingEligible": "eligibility",
-    "OnlinePlatt": "calibration",
+    "OnlinePlatt": "calibrators",
     "Ranked": "eligibility",
     "Scorer": "calibration",
     "Served": "eligibility",
@@ -29,24 +36,24 @@ _MODULE_OF = {
     "best_next": "ranking",
     "brute_force_order": "ranking",
     "calibrate": "calibration",
-    "calibration_metrics": "calibration",
+    "calibration_metrics": "reliability",
     "cascade_keys": "ranking",
     "cascade_order": "ranking",
     "eligibility_mask": "eligibility",
     "expected_revenue": "ranking",
     "fit_abandonment": "abandonment",
-    "fit_calibrator": "calibration",
-    "fit_isotonic": "calibration",
-    "fit_platt": "calibration",
-    "fit_temperature": "calibration",
+    "fit_calibrator": "calibrators",
+    "fit_isotonic": "calibrators",
+    "fit_platt": "calibrators",
+    "fit_temperature": "calibrators",
     "greedy_order": "ranking",
     "impression_features": "abandonment",
     "pairwise_scorer": "calibration",
     "rank_eligible": "eligibility",
-    "reliability_curve": "calibration",
-    "serve": "eligibility",
+    "reliability_curve": "reliability",
+    "serve_first_accepted": "eligibility",
     "session_level_effect": "ab",
-    "split_by_user": "calibration",
+    "split_by_user": "logs",
 }
 
 __all__ = sorted(_MODULE_OF)

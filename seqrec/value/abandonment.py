@@ -11,7 +11,7 @@ item is shown):
   as ``(answered + 1) / (shown + 2)`` (0.5 for a new user); never uses the current session.
 
 The classifier is scikit-learn's ``HistGradientBoostingClassifier``; its raw log-odds are then
-calibrated on a separate set of training users (:mod:`seqrec.value.calibration`), and ROC AUC and
+calibrated on a separate set of training users (:mod:`seqrec.value.calibrators`), and ROC AUC and
 calibration are reported on held-out users.
 """
 
@@ -26,16 +26,9 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
-from seqrec.value.calibration import (
-    CalibrationMethod,
-    CalibrationMetrics,
-    Calibrator,
-    calibration_metrics,
-    check_log,
-    fit_calibrator,
-    sigmoid,
-    split_by_user,
-)
+from seqrec.value.calibrators import CalibrationMethod, Calibrator, fit_calibrator, sigmoid
+from seqrec.value.logs import check_log, split_by_user
+from seqrec.value.reliability import CalibrationMetrics, calibration_metrics
 
 logger = logging.getLogger(__name__)
 

@@ -130,7 +130,8 @@ def survey(
 
     from seqrec.files import replace_dir, staged_dir
     from seqrec.value.plots import simulation_figure
-    from seqrec.value.simulator import SimulationConfig, policy_names, run_survey_simulation
+    from seqrec.value.policies import policy_names
+    from seqrec.value.simulator import SimulationConfig, run_survey_simulation
 
     if out.exists() and not out.is_dir():
         raise typer.BadParameter(f"{out} exists and is not a folder", param_hint="--out")

@@ -8,10 +8,13 @@ back until the request timed out. Here
    lists) is a boolean mask computed from an :class:`EligibilityState` before any scoring;
 2. the scorer sees only eligible items and is called once per request;
 3. :func:`rank_eligible` returns the whole ranked eligible list (:class:`Ranked`) or an explicit
-   :class:`NothingEligible` record with the reasons — never an ineligible item, never ``None``;
+   :class:`NothingEligible` record with the reasons — never an ineligible item, never ``None``.
+   It ranks through :mod:`seqrec.rank` (ineligible items at ``-inf``, then
+   :func:`seqrec.rank.top_k`), so ties follow the library's one tie rule;
 4. a backend rejection is recorded in the state (:meth:`EligibilityState.with_rejected`), so the
-   same input cannot produce the rejected item again: :func:`serve` walks the ranked list, records
-   rejections, and returns the first accepted item or ``NothingEligible`` — one model call.
+   same input cannot produce the rejected item again: :func:`serve_first_accepted` walks the ranked
+   list, records rejections, and returns the first accepted item or ``NothingEligible`` — one
+   model call.
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 import numpy as np
+import torch
 
-from seqrec.value._checks import as_float_array
+from seqrec.data.catalogue import PAD
+from seqrec.errors import ScoringError
+from seqrec.rank import Filters, apply_filters, item_mask, top_k
 
 logger = logging.getLogger(__name__)
 
@@ -175,47 +181,85 @@ def _nothing(reasons: np.ndarray) -> NothingEligible:
     return NothingEligible(MappingProxyType(counts))
 
 
+def _scorer_name(score: ScoreFn) -> str:
+    return getattr(score, "__qualname__", None) or type(score).__qualname__
+
+
 def rank_eligible(
     state: EligibilityState, score: ScoreFn, k: int | None = None
 ) -> Ranked | NothingEligible:
-    """Mask, then score only eligible items (one call to ``score``), then sort.
+    """Mask, then score only eligible items (one call to ``score``), then cut with
+    :func:`seqrec.rank.top_k`, the library's one ranking path.
+
+    The scores go into one ``(1, n_items + 1) float64`` row over catalogue positions (catalogue
+    position ``i`` at column ``i + 1``; column 0 is PAD); the eligibility mask sets every
+    ineligible item (and PAD) to ``-inf`` through :func:`seqrec.rank.apply_filters` *before*
+    ranking. Kept float64, so distinct scores are never merged into ties by a float32 cast.
 
     Args:
         state: what is eligible.
-        score: scores for an array of eligible item ids (called at most once; never with an
-            ineligible item, never with an empty array).
+        score: scores ``(n_eligible,)`` for an array of eligible item ids ``(n_eligible,)``
+            (called at most once; never with an ineligible item, never with an empty array).
         k: keep the top ``k`` (default: the whole eligible list).
 
     Returns:
-        :class:`Ranked` (ties keep catalogue order) or :class:`NothingEligible`.
+        :class:`Ranked` ordered by :mod:`seqrec.rank`'s tie rule — higher score first, equal
+        scores by the hashed :func:`seqrec.rank.tie_keys` of their column ``i + 1``, **not** by
+        catalogue order — or :class:`NothingEligible` when no item is eligible.
 
     Raises:
-        ValueError: if ``k < 1`` or ``score`` returns the wrong shape or NaN.
+        ValueError: if ``k < 1`` or ``score`` returns the wrong shape.
+        ScoringError: (a ``ValueError``) if ``score`` returns NaN or infinite scores; the message
+            names the scorer.
     """
     if k is not None and k < 1:
         raise ValueError(f"k must be >= 1; got {k!r}")
     reasons = ineligibility_reasons(state)
-    eligible = state.item_ids[reasons == ""]
-    if len(eligible) == 0:
+    positions = np.flatnonzero(reasons == "")  # catalogue positions of eligible items
+    if len(positions) == 0:
         return _nothing(reasons)
-    scores = as_float_array("score(item_ids)", score(eligible))
+    eligible = state.item_ids[positions]
+    scores = np.asarray(score(eligible), dtype=np.float64)
     if scores.shape != eligible.shape:
-        raise ValueError(f"score returned shape {scores.shape}; expected {eligible.shape}")
-    order = np.argsort(-scores, kind="stable")[:k]
-    return Ranked(eligible[order], scores[order])
+        raise ValueError(
+            f"score {_scorer_name(score)!r} returned shape {scores.shape}; expected {eligible.shape}"
+        )
+    bad = ~np.isfinite(scores)
+    if bad.any():  # -inf would silently mean "ineligible" to top_k; NaN / +inf a broken scorer
+        first = int(np.flatnonzero(bad)[0])
+        raise ScoringError(
+            f"score {_scorer_name(score)!r} must return finite scores; got "
+            f"{scores[first]!r} for item {eligible[first]!r}"
+        )
+    n_items = len(state.item_ids)
+    columns = torch.from_numpy(positions + 1)
+    row = torch.zeros(1, n_items + 1, dtype=torch.float64)  # (1, n_items + 1), column 0 = PAD
+    row[0, columns] = torch.from_numpy(scores)
+    apply_filters(row, Filters(include=item_mask(n_items, positions + 1)))
+    best = top_k(row, len(positions) if k is None else k)
+    picked = best.items[0][best.items[0] != PAD].numpy()  # (min(k, n_eligible),) columns
+    return Ranked(state.item_ids[picked - 1], row[0, picked].numpy())
 
 
-def serve(
+def serve_first_accepted(
     state: EligibilityState, score: ScoreFn, backend_accepts: Callable[[ItemId], bool]
 ) -> Served | NothingEligible:
     """Return the best eligible item the backend accepts, with one model call.
 
-    Walks the ranked eligible list; each rejected item is added to the state's exclude list so that
-    calling again with the returned state can never propose it again.
+    Walks the ranked eligible list (:func:`rank_eligible`); each rejected item is added to the
+    state's exclude list so that calling again with the returned state can never propose it again.
+
+    Args:
+        state: what is eligible.
+        score: as in :func:`rank_eligible` (called once).
+        backend_accepts: ``backend_accepts(item_id) -> bool``, asked best item first.
 
     Returns:
         :class:`Served` (item + updated state) or :class:`NothingEligible` when every eligible item
         was rejected or none was eligible.
+
+    Raises:
+        ValueError: as :func:`rank_eligible`.
     """
     ranked = rank_eligible(state, score)
     if isinstance(ranked, NothingEligible):

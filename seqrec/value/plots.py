@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -10,8 +11,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
-from seqrec.value.calibration import ReliabilityCurve  # noqa: E402
-from seqrec.value.simulator import SimulationResult  # noqa: E402
+from seqrec.value.reliability import ReliabilityCurve  # noqa: E402
+
+if TYPE_CHECKING:
+    from seqrec.value.simulator import SimulationResult
 
 
 def reliability_diagram(
