@@ -72,7 +72,9 @@ def test_abandonment_model_ranks_and_is_calibrated_on_held_out_users():
     config = SurveyConfig()
     rng = np.random.default_rng(0)
     questions = make_questions(config, rng)
-    log = simulate(config, questions, make_users(3000, rng), constant_policy("random"), None, seed=1)
+    log = simulate(
+        config, questions, make_users(3000, rng), constant_policy("random"), None, seed=1
+    )
     fit = fit_abandonment(log, questions.table(), seed=0)
     assert fit.auc > 0.65
     assert fit.after.ece < 0.03

@@ -82,7 +82,6 @@ def test_platt_recovers_known_parameters():
     assert fit_temperature(s, y + 0).temperature > 1.0  # slope < 1 means temperature > 1
 
 
-
 def test_platt_hand_computed_two_score_groups():
     """Scores 0 and 1, answer rates 1/4 and 3/4: the MLE is exact, sigmoid(b) = 1/4 and
     sigmoid(a + b) = 3/4, so b = -ln 3 and a = 2 ln 3 (the 1e-6-per-row ridge moves them < 1e-4)."""
@@ -126,6 +125,7 @@ def test_temperature_rejects_anti_correlated_scores():
 def test_single_class_outcomes_raise(fit):
     with pytest.raises(ValueError, match="both 0 and 1"):
         fit(np.array([0.1, 0.5, 2.0]), np.array([1, 1, 1]))
+
 
 def test_isotonic_is_monotone_and_in_unit_interval():
     rng = np.random.default_rng(0)
@@ -188,5 +188,7 @@ def test_reliability_diagram_writes_small_png(tmp_path):
 
     log = _miscalibrated_log(200, seed=0)
     report = calibrate(log, lambda rows: rows["raw"].to_numpy(), method="isotonic", seed=0)
-    path = reliability_diagram({"raw": report.curve_before, "isotonic": report.curve_after}, tmp_path / "r.png")
+    path = reliability_diagram(
+        {"raw": report.curve_before, "isotonic": report.curve_after}, tmp_path / "r.png"
+    )
     assert 1000 < path.stat().st_size < 200_000

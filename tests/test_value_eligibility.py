@@ -87,7 +87,9 @@ def test_backend_rejections_cannot_loop():
     """
     scorer = CountingScorer()
     rejected_by_backend = {"b"}
-    result = serve_first_accepted(_state(), scorer, backend_accepts=lambda item: item not in rejected_by_backend)
+    result = serve_first_accepted(
+        _state(), scorer, backend_accepts=lambda item: item not in rejected_by_backend
+    )
     assert isinstance(result, Served)
     assert result.item_id == "f" and result.n_rejected == 1 and "b" in result.state.excluded
     assert scorer.calls == 1

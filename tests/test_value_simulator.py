@@ -37,7 +37,12 @@ def test_simulated_log_respects_rules():
     config = SurveyConfig(n_items=8, max_session_length=5)
     rng = np.random.default_rng(0)
     log = simulate(
-        config, make_questions(config, rng), make_users(300, rng), constant_policy("random"), None, seed=0
+        config,
+        make_questions(config, rng),
+        make_users(300, rng),
+        constant_policy("random"),
+        None,
+        seed=0,
     )
     assert log.groupby("session_id")["position"].max().max() <= 5
     assert not log.duplicated(["session_id", "item_id"]).any()  # never twice in a session

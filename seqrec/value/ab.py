@@ -10,6 +10,11 @@ cumulative weight exceeds ``u``. User ids are canonicalised with ``str()``: ``7`
 Analysis: ARPU (revenue per user in dollars) per group, with users as the unit, a percentile
 bootstrap CI over users (resampled within each group), and a warning when the data show that the
 randomisation unit was the session (a user seen in several groups).
+
+Sources: the percentile bootstrap, Efron & Tibshirani (1993) "An Introduction to the Bootstrap",
+ch. 13; randomisation vs analysis unit, Kohavi, Tang & Xu (2020) "Trustworthy Online Controlled
+Experiments", ch. 14; the session-level CI of :func:`session_level_effect` is Welch's
+(1947) unequal-variance standard error with a normal quantile.
 """
 
 from __future__ import annotations

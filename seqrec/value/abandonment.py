@@ -10,9 +10,9 @@ item is shown):
 * ``past_completion_rate``: the user's answered / shown ratio over *earlier sessions*, smoothed
   as ``(answered + 1) / (shown + 2)`` (0.5 for a new user); never uses the current session.
 
-The classifier is scikit-learn's ``HistGradientBoostingClassifier``; its raw log-odds are then
-calibrated on a separate set of training users (:mod:`seqrec.value.calibrators`), and ROC AUC and
-calibration are reported on held-out users.
+The classifier is scikit-learn's ``HistGradientBoostingClassifier`` (histogram gradient boosting,
+after LightGBM: Ke et al. 2017); its raw log-odds are then calibrated on a separate set of training
+users (:mod:`seqrec.value.calibrators`), and ROC AUC and calibration are reported on held-out users.
 """
 
 from __future__ import annotations

@@ -35,7 +35,9 @@ RIDGE_PER_ROW = 1e-6
 class Calibrator(Protocol):
     """Maps raw scores ``(n,) float64`` to probabilities ``(n,) float64`` in [0, 1]."""
 
-    def predict(self, scores: np.ndarray) -> np.ndarray: ...
+    def predict(self, scores: np.ndarray) -> np.ndarray:
+        """Probabilities ``(n,) float64`` in [0, 1]; ValueError on NaN or infinite scores."""
+        ...
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

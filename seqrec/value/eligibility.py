@@ -229,7 +229,7 @@ def rank_eligible(
         first = int(np.flatnonzero(bad)[0])
         raise ScoringError(
             f"score {_scorer_name(score)!r} must return finite scores; got "
-            f"{scores[first]!r} for item {eligible[first]!r}"
+            f"{float(scores[first])!r} for item {eligible.tolist()[first]!r}"
         )
     n_items = len(state.item_ids)
     columns = torch.from_numpy(positions + 1)

@@ -65,11 +65,11 @@ def step_features(
         "is_free_text": questions.is_free_text[None, :],
         "past_completion_rate": np.asarray(past_rate, dtype=np.float64)[:, None],
     }
-    n_rows, n_items = len(by_name["position"]), len(questions.price)
-    features = np.empty((n_rows, n_items, len(ABANDONMENT_FEATURES)))  # (n_rows, n_items, n_features)
+    n_rows, n_items, n_features = len(positions), len(questions.price), len(ABANDONMENT_FEATURES)
+    features = np.empty((n_rows, n_items, n_features))
     for f, name in enumerate(ABANDONMENT_FEATURES):
-        features[..., f] = by_name[name]
-    return features.reshape(n_rows * n_items, len(ABANDONMENT_FEATURES))
+        features[..., f] = by_name[name]  # broadcast (n_rows, 1) or (1, n_items)
+    return features.reshape(n_rows * n_items, n_features)
 
 
 @dataclass(frozen=True)

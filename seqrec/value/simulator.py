@@ -232,7 +232,11 @@ def run_survey_simulation(sim: SimulationConfig) -> SimulationResult:
         for policy in (sim.control, sim.treatment):
             if policy not in per_user_revenue:  # an A/B arm that was not among the policies
                 log = simulate(
-                    sim.survey, questions, eval_users, constant_policy(policy), model,
+                    sim.survey,
+                    questions,
+                    eval_users,
+                    constant_policy(policy),
+                    model,
                     seed=sim.seed + 2,
                 )
                 per_user_revenue[policy] = _revenue_per_user(log, eval_users.user_ids)
