@@ -18,7 +18,7 @@ subprocess (so the peak resident set size belongs to that configuration only):
     Timing is ``FitResult.history[0].seconds`` (training loop only, first batch included).
     Memory: the process's peak RSS and the rise of the peak over the RSS just before ``fit``;
 (c) a full softmax over a catalogue too large for memory is refused by
-    ``seqrec.train.check_softmax_memory`` before training starts; the worker catches the
+    ``seqrec.memory.check_softmax_memory`` before training starts; the worker catches the
     ``MemoryError`` and the table prints its message (with the GiB estimate).
 
 Prints a table and writes ``benchmarks/results/scaling.md`` (unless ``--no-write``).
@@ -132,7 +132,7 @@ def worker(spec: dict) -> dict:
                    final_loss=result.history[0].loss)
     out.update(train_extra_mib=(status_kib("VmHWM") - rss_before) / 1024,
                peak_rss_mib=status_kib("VmHWM") / 1024)
-    from seqrec.train import check_softmax_memory
+    from seqrec.memory import check_softmax_memory
 
     out["guard_estimate_gib"] = check_softmax_memory(
         config.replace(loss="softmax"), dataset.n_items, available=2**62) / 2**30

@@ -36,6 +36,8 @@ class Parts:
         layout: which candidates each target is scored against (:data:`CandidateLayout`),
             decided by :func:`candidate_layout`; whoever swaps ``loss`` or ``sampler`` by hand
             sets it to match.
+        sparse_items: a training step reads and updates only the item rows it touches
+            (``config.item_updates == "sparse"`` with sampled candidates).
     """
 
     encoder: SequenceEncoder
@@ -43,6 +45,7 @@ class Parts:
     loss: Loss
     sampler: NegativeSampler | None
     layout: CandidateLayout = "per_batch"
+    sparse_items: bool = False
 
 
 def candidate_layout(config: Config) -> CandidateLayout:
@@ -114,5 +117,6 @@ def build_parts(config: Config, n_items: int) -> Parts:
         raise ValueError(f"n_items={n_items}: the catalogue is empty")
     objective = build_objective(config, n_items)
     encoder = build_encoder(config, n_items, objective.needs_mask_token)
+    layout = candidate_layout(config)
     return Parts(encoder, objective, build_loss(config, n_items), build_sampler(config, n_items),
-                 candidate_layout(config))
+                 layout, sparse_items=config.item_updates == "sparse" and layout != "catalogue")

@@ -6,9 +6,10 @@ Layout of ``<run>/checkpoint/``::
 
     weights.safetensors    the encoder after the last finished epoch
     best.safetensors       the best weights so far (with validation)
-    optimizer.safetensors  Adam's moments, one tensor per (parameter index, name)
+    optimizer.safetensors  the optimizers' moments, one tensor per (optimizer, parameter index,
+                           name)
     state.json             epoch, best metric and epoch, bad epochs, the per-epoch history,
-                           Adam's param_groups
+                           the optimizers' param_groups
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load, save_file
@@ -72,7 +74,7 @@ class TrainState:
     epoch: int = 0
 
 
-def save_checkpoint(path: Path, module: nn.Module, optimizer: torch.optim.Optimizer,
+def save_checkpoint(path: Path, module: nn.Module, optimizers: list[torch.optim.Optimizer],
                     state: TrainState, best_weights: dict[str, Tensor] | None) -> None:
     """Write a checkpoint directory at ``path``, replacing the previous one in one step."""
     inner = getattr(module, "module", module)  # unwrap Fabric/DDP
@@ -81,14 +83,26 @@ def save_checkpoint(path: Path, module: nn.Module, optimizer: torch.optim.Optimi
                   tmp / "weights.safetensors")
         if best_weights is not None:
             save_file(best_weights, tmp / "best.safetensors")
-        opt = optimizer.state_dict()
-        tensors = {f"{i}.{k}": v.detach().cpu().contiguous().reshape(v.shape)
-                   for i, s in opt["state"].items() for k, v in s.items() if isinstance(v, Tensor)}
+        tensors, scalars, groups = {}, {}, []
+        for o, optimizer in enumerate(optimizers):
+            opt = optimizer.state_dict()
+            groups.append(opt["param_groups"])
+            for i, param_state in opt["state"].items():
+                for k, v in param_state.items():  # SparseAdam keeps its step as a Python int
+                    if isinstance(v, Tensor):
+                        tensors[f"{o}.{i}.{k}"] = _dense(v)
+                    else:
+                        scalars[f"{o}.{i}.{k}"] = v
         save_file(tensors, tmp / "optimizer.safetensors")
         meta = {"state": {**asdict(state), "history": [asdict(h) for h in state.history]},
-                "param_groups": opt["param_groups"]}
+                "optimizers": groups, "optimizer_scalars": scalars}
         (tmp / "state.json").write_text(json.dumps(meta))
         replace_dir(tmp, path)
+
+
+def _dense(tensor: Tensor) -> Tensor:
+    tensor = tensor.detach().cpu()
+    return (tensor.to_dense() if tensor.is_sparse else tensor).contiguous()
 
 
 def find_checkpoint(path: Path) -> Path | None:
@@ -103,9 +117,9 @@ def _read(file: Path) -> dict[str, Tensor]:
     return load(file.read_bytes())  # owned tensors, no memory map of the file
 
 
-def load_checkpoint(path: Path, module: nn.Module, optimizer: torch.optim.Optimizer
+def load_checkpoint(path: Path, module: nn.Module, optimizers: list[torch.optim.Optimizer]
                     ) -> tuple[TrainState, dict[str, Tensor] | None]:
-    """Restore ``module`` and ``optimizer`` in place from the checkpoint at ``path``.
+    """Restore ``module`` and ``optimizers`` in place from the checkpoint at ``path``.
 
     Returns:
         the loop's :class:`TrainState` and the best weights (None without validation).
@@ -115,11 +129,18 @@ def load_checkpoint(path: Path, module: nn.Module, optimizer: torch.optim.Optimi
     """
     module.load_state_dict(_read(path / "weights.safetensors"))
     meta = json.loads((path / "state.json").read_text())
-    opt_state: dict[int, dict[str, Tensor]] = {}
-    for key, value in _read(path / "optimizer.safetensors").items():
-        index, name = key.split(".", 1)
-        opt_state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
+    groups = meta.get("optimizers", [meta.get("param_groups")])
+    if len(groups) != len(optimizers):
+        raise RuntimeError(f"{path}: {len(groups)} optimizer(s) saved, {len(optimizers)} in use "
+                           "(item_updates changed?)")
+    opt_states: list[dict[int, dict[str, Any]]] = [{} for _ in optimizers]
+    values = {**_read(path / "optimizer.safetensors"), **meta.get("optimizer_scalars", {})}
+    for key, value in values.items():
+        parts = key.split(".", 2)
+        o, index, name = (0, *parts) if "optimizers" not in meta else parts
+        opt_states[int(o)].setdefault(int(index), {})[name] = value
+    for optimizer, opt_state, param_groups in zip(optimizers, opt_states, groups, strict=True):
+        optimizer.load_state_dict({"state": opt_state, "param_groups": param_groups})
     s = meta["state"]
     known = {f.name for f in fields(EpochRecord)}
     history = [EpochRecord(**{k: v for k, v in h.items() if k in known}) for h in s["history"]]

@@ -26,6 +26,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "sampler": ("uniform", "in_batch", "mixed"),
     "negative_sharing": ("batch", "sequence", "target"),
     "target_weighting": ("batch", "uniform"),
+    "item_updates": ("sparse", "dense"),
 }
 
 RUNTIME_KEYS = ("accelerator", "devices", "num_nodes", "precision", "threads")
@@ -89,6 +90,7 @@ class Config:
     batch_size: int = 128
     bucket_batches: int = 64
     target_weighting: Literal["batch", "uniform"] = "uniform"
+    item_updates: Literal["sparse", "dense"] = "sparse"
     epochs: int = 200
     patience: int = 30
     seed: int = 0

@@ -60,6 +60,19 @@ class SequenceEncoder(nn.Module):
             return F.dropout(weight, self.item_dropout, training=True)
         return weight
 
+    def item_rows(self, indices: Tensor) -> Tensor:
+        """``(len(indices), dim)`` rows of the item table as this step sees them (item dropout in
+        training mode), looked up with a sparse gradient: a step that reads only these rows
+        makes only them change (see ``Config.item_updates``).
+
+        Args:
+            indices: ``(n,)`` int64 distinct item indices (PAD and MASK allowed).
+        """
+        rows = F.embedding(indices, self.item_embedding.weight, padding_idx=PAD, sparse=True)
+        if self.training and self.item_dropout > 0:
+            rows = F.dropout(rows, self.item_dropout, training=True)
+        return rows
+
     def encode(self, inputs: Tensor, causal: bool, last_only: bool = False,
                table: Tensor | None = None) -> Tensor:
         """Encode item windows.

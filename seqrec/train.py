@@ -17,6 +17,7 @@ the checkpoint of epoch ``e`` continues exactly like an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -42,6 +43,8 @@ from seqrec.checkpoint import (
 )
 from seqrec.config import Config, Runtime
 from seqrec.losses import candidate_logits
+from seqrec.memory import check_softmax_memory
+from seqrec.optim import LazyAdam
 
 log = logging.getLogger(__name__)
 
@@ -83,59 +86,40 @@ class TrainingModule(nn.Module):
 
     def forward(self, inputs: Tensor, targets: Tensor, is_target: Tensor,
                 negative_ids: Tensor | None, log_q: Tensor | None) -> Tensor:
-        """Loss of one batch; shapes as in :class:`seqrec.objectives.Batch`."""
-        table = self.encoder.item_table()  # one item-dropout mask for inputs and candidates
+        """Loss of one batch; shapes as in :class:`seqrec.objectives.Batch`, negatives as the
+        layout says (:func:`seqrec.losses.candidate_logits`)."""
+        if self.parts.sparse_items:
+            table, inputs, targets, negative_ids, log_q = self._touched(inputs, targets,
+                                                                       negative_ids, log_q)
+            candidates = table
+        else:
+            table = self.encoder.item_table()  # one item-dropout mask for inputs and candidates
+            candidates = self.encoder.candidate_embeddings(table)
         sequence_hidden = self.encoder.encode(inputs, causal=self.parts.objective.causal,
                                               table=table)  # (batch, seq_len, dim)
         hidden = sequence_hidden[is_target]  # (n_targets, dim): the loss never sees other positions
-        logits, labels = candidate_logits(hidden, targets[is_target],
-                                          self.encoder.candidate_embeddings(table), self.parts.layout,
+        logits, labels = candidate_logits(hidden, targets[is_target], candidates, self.parts.layout,
                                           negative_ids, log_q, sequence_hidden=sequence_hidden,
                                           is_target=is_target)
         return self.parts.loss(logits, labels)
 
+    def _touched(self, inputs: Tensor, targets: Tensor, negative_ids: Tensor | None,
+                 log_q: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
+        """The rows this step touches as a small table, and every index remapped into it.
 
-def available_memory_bytes() -> int | None:
-    """``MemAvailable`` from /proc/meminfo in bytes (None where unreadable)."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def check_softmax_memory(config: Config, n_items: int, available: int | None = None) -> int:
-    """Refuse a full-catalogue softmax whose logits cannot fit in memory, before training starts.
-
-    One batch holds up to ``batch_size × max_seq_len`` target positions, each scored against all
-    ``n_items + 1`` items; logits, their softmax and its gradient make about three float32 copies.
-
-    Args:
-        config: the training config (only ``loss == "softmax"`` is checked).
-        n_items: catalogue size.
-        available: bytes of memory to compare with; default MemAvailable of this machine
-            (for CUDA the check uses the same host figure: a conservative bound).
-
-    Returns:
-        the estimated peak bytes of the logits (0 for sampled losses).
-
-    Raises:
-        MemoryError: the estimate exceeds half of the available memory; the message gives the
-            estimate and what to change.
-    """
-    if config.loss != "softmax":
-        return 0
-    estimate = 3 * 4 * config.batch_size * config.max_seq_len * (n_items + 1)
-    available = available_memory_bytes() if available is None else available
-    if available is not None and estimate > available // 2:
-        raise MemoryError(
-            f"full softmax over {n_items:,} items needs about {estimate / 2**30:.1f} GiB per batch "
-            f"(3 × 4 bytes × batch_size {config.batch_size} × max_seq_len {config.max_seq_len} × "
-            f"{n_items + 1:,} items) but only {available / 2**30:.1f} GiB is available: use "
-            f"loss='sampled_softmax' (or a smaller batch_size / max_seq_len)")
-    return estimate
+        PAD is always row 0 of the small table (the encoder finds padding as ``inputs == PAD``);
+        one item-dropout mask covers inputs and candidates, as on the full table.
+        """
+        ids = [inputs, targets] + ([] if negative_ids is None else [negative_ids])
+        pad = torch.zeros(1, dtype=torch.int64, device=inputs.device)
+        touched, inverse = torch.unique(torch.cat([pad] + [x.reshape(-1) for x in ids]),
+                                        return_inverse=True)  # sorted: touched[0] == PAD
+        table = self.encoder.item_rows(touched)  # (n_touched, dim)
+        remapped = torch.split(inverse[1:], [x.numel() for x in ids])
+        inputs, targets = remapped[0].view_as(inputs), remapped[1].view_as(targets)
+        if negative_ids is not None:
+            negative_ids = remapped[2].view_as(negative_ids)
+        return table, inputs, targets, negative_ids, None if log_q is None else log_q[touched]
 
 
 def make_fabric(runtime: Runtime | None = None) -> Fabric:
@@ -164,8 +148,23 @@ def launch(fabric: Fabric) -> Fabric:
     return fabric
 
 
+def make_optimizers(module: TrainingModule, config: Config) -> list[torch.optim.Optimizer]:
+    """Adam for the model; with sparse item updates the item table gets its own
+    :class:`~seqrec.optim.LazyAdam` (moments and rows change only where a step has a
+    gradient)."""
+    betas = (config.adam_beta1, config.adam_beta2)
+    if not module.parts.sparse_items:
+        # the fused kernel updates all parameters in one pass: on CPU it is ~10x faster than the
+        # default per-tensor loop, which otherwise dominates an epoch (catalogue-sized embedding)
+        return [torch.optim.Adam(module.parameters(), lr=config.lr, betas=betas, fused=True)]
+    table = module.encoder.item_embedding.weight
+    dense = [p for p in module.parameters() if p is not table]
+    return [torch.optim.Adam(dense, lr=config.lr, betas=betas, fused=True),
+            LazyAdam([table], lr=config.lr, betas=betas)]
+
+
 def train_step(module: nn.Module, parts: Parts, rows: np.ndarray, items: np.ndarray,
-               offsets: np.ndarray, optimizer: torch.optim.Optimizer, fabric: Fabric,
+               offsets: np.ndarray, optimizers: list[torch.optim.Optimizer], fabric: Fabric,
                rng: np.random.Generator, generator: torch.Generator,
                targets_per_batch: float | None = None) -> tuple[float, int]:
     """One optimisation step on the sequences ``rows``.
@@ -193,9 +192,11 @@ def train_step(module: nn.Module, parts: Parts, rows: np.ndarray, items: np.ndar
     inputs, all_targets, is_target, negative_ids, log_q = fabric.to_device(
         (batch.inputs, batch.targets, batch.is_target, negative_ids, log_q))
     loss = module(inputs, all_targets, is_target, negative_ids, log_q)
-    optimizer.zero_grad(set_to_none=True)
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
     fabric.backward(loss if targets_per_batch is None else loss * (len(targets) / targets_per_batch))
-    optimizer.step()
+    for optimizer in optimizers:
+        optimizer.step()
     return float(loss.detach()), int(len(targets))
 
 
@@ -245,25 +246,26 @@ def fit(parts: Parts, config: Config, items: np.ndarray, offsets: np.ndarray, *,
     targets_per_batch = None  # "batch": each step's mean over its own targets
     if config.target_weighting == "uniform":
         targets_per_batch = config.batch_size * parts.objective.mean_targets(lengths)
+    if parts.sparse_items and fabric.world_size > 1:
+        # DDP all-reduces gradients in dense buckets; a sparse gradient cannot join them
+        log.info("data-parallel training updates the item table densely")
+        parts = dataclasses.replace(parts, sparse_items=False)
     torch.manual_seed(config.seed)
     module = TrainingModule(parts)
-    # the fused kernel updates all parameters in one pass: on CPU it is ~10x faster than the
-    # default per-tensor loop, which otherwise dominates an epoch (catalogue-sized embedding)
-    optimizer = torch.optim.Adam(module.parameters(), lr=config.lr,
-                                 betas=(config.adam_beta1, config.adam_beta2), fused=True)
+    optimizers = make_optimizers(module, config)
     state, best_weights = TrainState(), None
     ckpt = Path(checkpoint_dir) / "checkpoint" if checkpoint_dir else None
     found = find_checkpoint(ckpt) if resume and ckpt is not None else None
     if found is not None:
-        state, best_weights = load_checkpoint(found, module, optimizer)
+        state, best_weights = load_checkpoint(found, module, optimizers)
         log.info("resumed after epoch %d", state.epoch)
     resumed_after = state.epoch
-    module, optimizer = fabric.setup(module, optimizer)
+    module, *optimizers = fabric.setup(module, *optimizers)
     for epoch in range(state.epoch + 1, config.epochs + 1):
         if _out_of_patience(config, state, validate):
             break
-        loss, seconds, rate = _run_epoch(module, parts, config, items, offsets, lengths, optimizer,
-                                         fabric, epoch, targets_per_batch, on_batch)
+        loss, seconds, rate = _run_epoch(module, parts, config, items, offsets, lengths,
+                                         optimizers, fabric, epoch, targets_per_batch, on_batch)
         metric = None
         if validate is not None:
             parts.encoder.eval()
@@ -280,7 +282,7 @@ def fit(parts: Parts, config: Config, items: np.ndarray, offsets: np.ndarray, *,
         state.epoch = epoch
         log.info("epoch %d loss %.4f %.1fs val_ndcg %s", epoch, loss, seconds, metric)
         if ckpt is not None and fabric.global_rank == 0:
-            save_checkpoint(ckpt, module, optimizer, state, best_weights)
+            save_checkpoint(ckpt, module, optimizers, state, best_weights)
         fabric.barrier()
         if on_epoch is not None and fabric.global_rank == 0:
             on_epoch(record)
@@ -296,8 +298,9 @@ def _out_of_patience(config: Config, state: TrainState, validate: object) -> boo
 
 
 def _run_epoch(module: nn.Module, parts: Parts, config: Config, items: np.ndarray,
-               offsets: np.ndarray, lengths: np.ndarray, optimizer: torch.optim.Optimizer,
-               fabric: Fabric, epoch: int, targets_per_batch: float | None,
+               offsets: np.ndarray, lengths: np.ndarray,
+               optimizers: list[torch.optim.Optimizer], fabric: Fabric, epoch: int,
+               targets_per_batch: float | None,
                on_batch: OnBatch | None) -> tuple[float, float, float]:
     # every source of randomness is a function of (seed, epoch): resuming reproduces the run
     rng = np.random.default_rng([config.seed, epoch])
@@ -308,7 +311,7 @@ def _run_epoch(module: nn.Module, parts: Parts, config: Config, items: np.ndarra
     module.train()
     start, total, n_seq = time.perf_counter(), 0.0, 0
     for i, rows in enumerate(batches):
-        loss, n_targets = train_step(module, parts, rows, items, offsets, optimizer, fabric, rng,
+        loss, n_targets = train_step(module, parts, rows, items, offsets, optimizers, fabric, rng,
                                      generator, targets_per_batch)
         if not math.isfinite(loss):
             raise FloatingPointError(f"epoch {epoch} batch {i}: loss is {loss}; lower lr?")
@@ -321,4 +324,5 @@ def _run_epoch(module: nn.Module, parts: Parts, config: Config, items: np.ndarra
     return total / max(len(batches), 1), seconds, n_seq * fabric.world_size / max(seconds, 1e-9)
 
 
-__all__ = ["BatchRecord", "EpochRecord", "FitResult", "fit", "launch", "make_fabric", "train_step"]
+__all__ = ["BatchRecord", "EpochRecord", "FitResult", "fit", "launch", "make_fabric",
+           "make_optimizers", "train_step"]

@@ -7,7 +7,8 @@ import pytest
 
 from seqrec.build import build_parts
 from seqrec.config import preset
-from seqrec.train import check_softmax_memory, fit
+from seqrec.memory import check_softmax_memory
+from seqrec.train import fit
 
 GIB = 2**30
 

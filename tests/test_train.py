@@ -202,22 +202,74 @@ def test_fit_refuses_sequences_too_short_to_train_on():
     assert np.diff(offsets).max() == 1
 
 
-def test_a_training_step_draws_one_item_dropout_mask_for_inputs_and_candidates(pattern, monkeypatch):
+@pytest.mark.parametrize(("updates", "method"), [("dense", "item_table"), ("sparse", "item_rows")])
+def test_a_training_step_draws_one_item_dropout_mask_for_inputs_and_candidates(
+        pattern, monkeypatch, updates, method):
     from seqrec.model import SequenceEncoder
 
     calls = []
-    original = SequenceEncoder.item_table
+    original = getattr(SequenceEncoder, method)
 
-    def counted(self):
+    def counted(self, *args):
         calls.append(self.training)
-        return original(self)
+        return original(self, *args)
 
-    monkeypatch.setattr(SequenceEncoder, "item_table", counted)
+    monkeypatch.setattr(SequenceEncoder, method, counted)
     dataset, split = pattern
-    model = SequentialRecommender(small_config(epochs=1, item_dropout=0.3))
+    model = SequentialRecommender(small_config(epochs=1, item_dropout=0.3, item_updates=updates))
     model.fit(dataset, split.train)
     n_steps = -(-int((np.diff(split.train.offsets) >= 2).sum()) // model.config.batch_size)
     assert calls.count(True) == n_steps  # one table per training step, used for both lookups
+
+
+def _two_steps(config, split, n_items):
+    """Parameters after each of two training steps from the same initial weights."""
+    from lightning_fabric import Fabric
+
+    from seqrec.build import build_parts
+    from seqrec.train import TrainingModule, make_optimizers, train_step
+
+    torch.manual_seed(0)
+    parts = build_parts(config, n_items)
+    module = TrainingModule(parts)
+    optimizers = make_optimizers(module, config)
+    fabric = Fabric(accelerator="cpu", devices=1)
+    generator = torch.Generator().manual_seed(0)
+    snapshots = []
+    for rows in (np.arange(0, 16), np.arange(16, 32)):
+        train_step(module, parts, rows, split.train.items, split.train.offsets, optimizers,
+                   fabric, np.random.default_rng(0), generator)
+        snapshots.append({k: v.detach().clone() for k, v in module.state_dict().items()})
+    return snapshots
+
+
+def test_sparse_item_updates_agree_with_dense_adam_on_every_row_a_step_touches():
+    """Lazy Adam (sparse) and Adam (dense) take the same first step; afterwards they differ
+    exactly on rows a step does not touch, which dense Adam keeps moving with its momentum."""
+    from conftest import pattern_interactions
+
+    from seqrec import build_dataset, leave_one_out
+
+    dataset = build_dataset(pattern_interactions(n_users=100, n_items=400))
+    split = leave_one_out(dataset)
+    config = small_config(dropout=0.0, item_dropout=0.0, n_negatives=4)
+    dense = _two_steps(config.replace(item_updates="dense"), split, dataset.n_items)
+    sparse = _two_steps(config.replace(item_updates="sparse"), split, dataset.n_items)
+    key = "encoder.item_embedding.weight"
+    for name in dense[0]:
+        torch.testing.assert_close(sparse[0][name], dense[0][name], atol=1e-6, rtol=1e-5)
+    for name in dense[1]:
+        # the key part of qkv.bias has a mathematically zero gradient (softmax is invariant to a
+        # shift of all keys); Adam normalises its rounding noise into steps of up to lr, so
+        # that parameter agrees only to about lr / 10 between two summation orders
+        atol = 1e-3 if name.endswith("qkv.bias") else 1e-5
+        if name != key:
+            torch.testing.assert_close(sparse[1][name], dense[1][name], atol=atol, rtol=1e-4)
+    moved_dense = (dense[1][key] != dense[0][key]).any(dim=1)
+    moved_sparse = (sparse[1][key] != sparse[0][key]).any(dim=1)
+    assert moved_sparse.sum() < moved_dense.sum()  # dense Adam also moves rows touched earlier
+    rows = torch.nonzero(moved_sparse).flatten()  # the rows the second step touched
+    torch.testing.assert_close(sparse[1][key][rows], dense[1][key][rows], atol=1e-5, rtol=1e-4)
 
 
 def test_uniform_target_weighting_scales_the_step_by_targets_over_the_expected_count(pattern):
@@ -240,7 +292,7 @@ def test_uniform_target_weighting_scales_the_step_by_targets_over_the_expected_c
         n_targets = int(np.minimum(np.diff(split.train.offsets)[rows] - 1, config.max_seq_len).sum())
         per_batch = None if scale is None else 2.0 * n_targets
         _, counted = train_step(module, parts, rows, split.train.items, split.train.offsets,
-                                optimizer, fabric, np.random.default_rng(0),
+                                [optimizer], fabric, np.random.default_rng(0),
                                 torch.Generator().manual_seed(0), per_batch)
         assert counted == n_targets
         deltas[scale] = [p.detach() - b for p, b in zip(module.parameters(), before, strict=True)]
