@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqrec.data.catalogue import PAD
-from seqrec.layers import attention_mask
+from seqrec.layers import Dropout, attention_mask, dropout
 
 
 class SequenceEncoder(nn.Module):
@@ -42,7 +42,7 @@ class SequenceEncoder(nn.Module):
         self.item_dropout = item_dropout
         self.item_embedding = nn.Embedding(n_items + 1 + int(with_mask_token), dim, padding_idx=PAD)
         self.position_embedding = nn.Embedding(max_seq_len, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.layers = nn.ModuleList(layers)
         self.final_norm = nn.LayerNorm(dim) if final_norm else nn.Identity()
         # item and position embeddings on the same scale, so that neither drowns the other at
@@ -57,7 +57,7 @@ class SequenceEncoder(nn.Module):
         ``item_dropout`` applied in training mode, the plain table otherwise."""
         weight = self.item_embedding.weight
         if self.training and self.item_dropout > 0:
-            return F.dropout(weight, self.item_dropout, training=True)
+            return dropout(weight, self.item_dropout)
         return weight
 
     def item_rows(self, indices: Tensor) -> Tensor:
@@ -70,7 +70,7 @@ class SequenceEncoder(nn.Module):
         """
         rows = F.embedding(indices, self.item_embedding.weight, padding_idx=PAD, sparse=True)
         if self.training and self.item_dropout > 0:
-            rows = F.dropout(rows, self.item_dropout, training=True)
+            rows = dropout(rows, self.item_dropout)
         return rows
 
     def encode(self, inputs: Tensor, causal: bool, last_only: bool = False,

@@ -66,15 +66,16 @@ class LazyAdam(torch.optim.Optimizer):
         state = self.state[param]
         if not state:
             state["step"] = torch.zeros((), dtype=torch.float32)
-            state["exp_avg"] = torch.zeros_like(param)
-            state["exp_avg_sq"] = torch.zeros_like(param)
+            # first and second moments side by side: one gather and one scatter per step
+            state["moments"] = torch.zeros((param.shape[0], 2, *param.shape[1:]),
+                                           dtype=param.dtype, device=param.device)
         state["step"] += 1
         step = float(state["step"])
         rows, values = grad.indices()[0], grad.values()  # (n_rows,), (n_rows, dim)
-        exp_avg = state["exp_avg"].index_select(0, rows).mul_(beta1).add_(values, alpha=1 - beta1)
-        exp_avg_sq = state["exp_avg_sq"].index_select(0, rows).mul_(beta2).addcmul_(
-            values, values, value=1 - beta2)
-        state["exp_avg"].index_copy_(0, rows, exp_avg)
-        state["exp_avg_sq"].index_copy_(0, rows, exp_avg_sq)
+        moments = state["moments"].index_select(0, rows)  # (n_rows, 2, dim)
+        exp_avg, exp_avg_sq = moments[:, 0], moments[:, 1]
+        exp_avg.mul_(beta1).add_(values, alpha=1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(values, values, value=1 - beta2)
+        state["moments"].index_copy_(0, rows, moments)
         denom = (exp_avg_sq.sqrt() / math.sqrt(1 - beta2**step)).add_(eps)
         param.index_add_(0, rows, exp_avg / denom, alpha=-lr / (1 - beta1**step))

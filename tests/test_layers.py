@@ -91,3 +91,20 @@ def test_last_only_equals_last_position_of_full_forward(name, causal):
         full, last = layer(x, mask), layer(x, mask, last_only=True)
     assert last.shape == (3, 1, DIM)
     torch.testing.assert_close(last, full[:, -1:], atol=ATOL, rtol=0)
+
+
+def test_dropout_keeps_each_element_with_probability_one_minus_p_and_preserves_the_mean():
+    from seqrec.layers import dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(2000, 500)
+    y = dropout(x, 0.2)
+    kept = (y != 0).float().mean().item()
+    assert abs(kept - 0.8) < 0.002  # 1e6 draws: standard error 4e-4
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 65536 / (65536 - 13107)))
+    assert abs(y.mean().item() - 1.0) < 0.003
+    assert torch.equal(dropout(x, 0.2, training=False), x)
+    torch.manual_seed(1)
+    first = dropout(x[:3], 0.5)
+    torch.manual_seed(1)
+    assert torch.equal(dropout(x[:3], 0.5), first)  # the global seed decides, as for nn.Dropout

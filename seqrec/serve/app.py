@@ -6,8 +6,11 @@ loads the directory's new version in a worker thread and swaps the reference: re
 finish on the old model, new ones see the new one, nothing is dropped. A directory that fails to
 load or validate never replaces the served model.
 
-Every 4xx answer has one shape: ``{"detail": "<field>: <what is wrong>", "errors": [{"field",
-"message", "type"}]}``.
+Every 4xx answer has one shape (:mod:`~seqrec.serve.errors`): ``{"detail": "<field>: <what is
+wrong>", "errors": [{"field", "message", "type"}]}``. The routes parse their bodies themselves
+(pydantic-core, straight from the bytes): small bodies on the event loop, big ones, and big
+answers, on the :class:`~seqrec.serve.ranking.Offload` thread, so that one heavy request cannot
+stall the others.
 """
 
 
@@ -20,16 +23,20 @@ import signal
 import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ValidationError
+from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from seqrec.serve.errors import ApiError, error_body, validation_details
+from seqrec.serve.limits import BIG_BODY_BYTES, Load, RequestLimits
 from seqrec.serve.loading import LoadedModel, ModelHolder
-from seqrec.serve.ranking import Job, Ranked, Scorer
+from seqrec.serve.ranking import Job, Offload, Ranked, Scorer, UnknownUserPolicy, jobs_for
 from seqrec.serve.schemas import (
     BatchResponse,
     ErrorResponse,
@@ -40,70 +47,8 @@ from seqrec.serve.schemas import (
 
 log = logging.getLogger(__name__)
 
-UnknownUserPolicy = Literal["error", "popular"]
 _LOCAL_HOSTS = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
-
-
-class ApiError(Exception):
-    """A 4xx answer naming the request field at fault."""
-
-    def __init__(self, status: int, field: str, message: str, kind: str = "invalid") -> None:
-        super().__init__(message)
-        self.status, self.field, self.message, self.kind = status, field, message, kind
-
-
-def error_body(errors: list[dict[str, str]]) -> dict[str, Any]:
-    text = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]) or "invalid request"
-    return {"detail": text, "errors": errors}
-
-
-def _field(loc: tuple[Any, ...]) -> str:
-    parts = [p for p in loc if p != "body"] if loc and loc[0] == "body" else list(loc)
-    out = ""
-    for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out or "body"
-
-
-def _item_indices(loaded: LoadedModel, ids: list[int | str]) -> tuple[np.ndarray, int]:
-    """Known item indices (input order) and how many ids were unknown (the id rule)."""
-    idx = loaded.fitted.catalogue.to_index(ids, unknown="pad")
-    known = idx[idx >= 0]
-    return known, len(idx) - len(known)
-
-
-def _job(loaded: LoadedModel, request: Any, unknown_user: UnknownUserPolicy, where: str) -> Job:
-    """The job of one recommend request; unknown users (and histories with no known item)
-    follow the unknown-user policy."""
-    data = loaded.fitted
-    dropped, popular = 0, False
-    if request.user_id is not None:
-        index = data.user_index.index_of(request.user_id)
-        row = int(loaded.history_rows[index]) if index >= 0 else -1
-        if row < 0 and unknown_user == "error":
-            raise ApiError(404, f"{where}user_id", f"unknown user {request.user_id!r}",
-                           "unknown_user")
-        h = data.histories
-        history = h.items[h.offsets[row] : h.offsets[row + 1]] if row >= 0 else h.items[:0]
-        popular = row < 0
-    else:
-        history, dropped = _item_indices(loaded, request.history)
-        if len(history) == 0:
-            if unknown_user == "error":
-                raise ApiError(404, f"{where}history", "no item known to the model (treated as an "
-                               "unknown user; the server's --popular-fallback answers these)",
-                               "unknown_history")
-            popular = True
-    filters = []
-    for ids in (request.include_items, request.exclude_items):
-        if ids is None:
-            filters.append(None)
-            continue
-        idx, unknown = _item_indices(loaded, ids)
-        filters.append(idx)
-        dropped += unknown
-    return Job(np.asarray(history, dtype=np.int64), request.k, request.filter_viewed, filters[0],
-               filters[1], popular, dropped)
+_BIG_ANSWER_ITEMS = 2_000  # answers with more items are built off the event loop
 
 
 def _items_json(loaded: LoadedModel, items: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
@@ -119,8 +64,38 @@ def _json(payload: Any, status: int = 200) -> Response:
                     media_type="application/json")
 
 
+def _parse(model: type[BaseModel], body: bytes) -> Any:
+    """The request body as ``model`` (pydantic-core parses and validates the bytes at once)."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as error:
+        raise ApiError.from_validation(error) from None
+
+
+def _body_schema(model: str) -> dict[str, Any]:
+    """OpenAPI request body of a route that parses its body itself (see :func:`_parse`)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model}"}}}}}
+
+
+def _add_schemas(app: FastAPI, models: list[type[BaseModel]]) -> None:
+    """Put ``models`` (and what they use) into the OpenAPI components."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            _, defs = models_json_schema([(m, "validation") for m in models],
+                                         ref_template="#/components/schemas/{model}")
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(model_dir: str | Path, *, unknown_user: UnknownUserPolicy = "error",
-               max_batch: int = 256, max_items: int = 10_000, max_body_bytes: int = 1_000_000,
+               max_batch: int = 256, max_items: int = 10_000, max_ids: int = 250_000,
+               max_body_bytes: int = 1_000_000, max_concurrency: int = 256,
                micro_batch: bool = True, batch_wait_ms: float = 0.0,
                reload_on_sighup: bool = True, telemetry: bool = False) -> FastAPI:
     """A FastAPI app serving the model in ``model_dir`` (loaded and validated once, here).
@@ -132,7 +107,9 @@ def create_app(model_dir: str | Path, *, unknown_user: UnknownUserPolicy = "erro
             (``source: "popular"``).
         max_batch: most requests in one ``/recommend/batch`` call (beyond: 413).
         max_items: most ids in one ``history`` / ``include_items`` / ``exclude_items`` (beyond: 413).
+        max_ids: most ids in one request, all its lists together (beyond: 413).
         max_body_bytes: largest request body (beyond: 413).
+        max_concurrency: most requests handled at once; beyond, 503 with ``Retry-After: 1``.
         micro_batch: share one forward pass between concurrent requests.
         batch_wait_ms: how long a micro-batch waits for more requests (0 = take what is queued).
         reload_on_sighup: when served from the main thread, ``SIGHUP`` reloads the model.
@@ -142,16 +119,16 @@ def create_app(model_dir: str | Path, *, unknown_user: UnknownUserPolicy = "erro
         ValueError: a bad setting.
         ModelDirectoryError: a directory that cannot be served (from loading).
     """
-    from seqrec.serve.limits import BodyLimit
-
     if unknown_user not in ("error", "popular"):
         raise ValueError(f"unknown_user={unknown_user!r}: expected 'error' or 'popular'")
-    for name, setting in (("max_batch", max_batch), ("max_items", max_items),
-                          ("max_body_bytes", max_body_bytes)):
+    for name, setting in (("max_batch", max_batch), ("max_items", max_items), ("max_ids", max_ids),
+                          ("max_body_bytes", max_body_bytes), ("max_concurrency", max_concurrency)):
         if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
             raise ValueError(f"{name}={setting!r}: expected an integer >= 1")
     holder = ModelHolder(model_dir)
+    load = Load()
     scorer = Scorer(micro_batch, max_rows=max(max_batch, 64), wait_s=batch_wait_ms / 1000)
+    offload = Offload(load)
     RecommendRequest, BatchRequest, SimilarRequest = request_schemas(max_batch, max_items)
 
     @asynccontextmanager
@@ -171,6 +148,7 @@ def create_app(model_dir: str | Path, *, unknown_user: UnknownUserPolicy = "erro
             if installed:
                 loop.remove_signal_handler(hup)
             scorer.close()
+            offload.close()
 
     async def _reload_quietly() -> None:
         try:
@@ -187,21 +165,22 @@ def create_app(model_dir: str | Path, *, unknown_user: UnknownUserPolicy = "erro
                   description="Sequential recommendations from a seqrec model directory.", **extra)
     app.state.models = holder
     app.state.scorer = scorer
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.state.load = load
+    app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes,
+                       max_concurrency=max_concurrency, load=load)
+    _add_schemas(app, [RecommendRequest, BatchRequest, SimilarRequest])
     errors: dict[int | str, dict[str, Any]] = {
-        code: {"model": ErrorResponse} for code in (400, 404, 409, 413, 415, 422)}
+        code: {"model": ErrorResponse} for code in (404, 409, 413, 415, 422, 503)}
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [{"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg", ""),
-                    "type": e.get("type", "")} for e in exc.errors()]
+        details = validation_details(exc.errors())
         status = 413 if any(d["type"] == "too_long" for d in details) else 422
         return JSONResponse(error_body(details), status)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body([{"field": exc.field, "message": exc.message,
-                                         "type": exc.kind}]), exc.status)
+        return JSONResponse(error_body(exc.errors), exc.status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -214,40 +193,73 @@ def create_app(model_dir: str | Path, *, unknown_user: UnknownUserPolicy = "erro
         return JSONResponse({"detail": f"internal error: {type(exc).__name__}",
                              "errors": []}, 500)
 
-    async def _rank(loaded: LoadedModel, jobs: list[Job]) -> list[Ranked]:
-        return await scorer.rank(loaded, jobs)
+    def _check_ids(requests: list[Any], field: str) -> None:
+        n = sum(len(ids) for r in requests for ids in (r.history, r.include_items,
+                                                       r.exclude_items) if ids)
+        if n > max_ids:
+            raise ApiError(413, field, f"{n} ids in one request (history, include_items and "
+                           f"exclude_items together); at most {max_ids}", "too_many_ids")
 
-    @app.post("/recommend", response_model=RecommendResponse, responses=errors)
-    async def recommend(body: RecommendRequest) -> Response:  # type: ignore[valid-type]
-        """Top-k items for one known user or one anonymous history."""
-        loaded = holder.current
-        job = _job(loaded, body, unknown_user, "")
-        [(items, scores)] = await _rank(loaded, [job])
-        return _json({"items": _items_json(loaded, items, scores), "model_version": loaded.version,
-                      "unknown_items_dropped": job.unknown_dropped,
-                      "source": "popular" if job.popular else "model"})
+    def _recommend_jobs(loaded: LoadedModel, body: bytes) -> list[Job]:
+        request = _parse(RecommendRequest, body)
+        _check_ids([request], "body")
+        return jobs_for(loaded, [request], unknown_user, batch=False)
 
-    @app.post("/recommend/batch", response_model=BatchResponse, responses=errors)
-    async def recommend_batch(body: BatchRequest) -> Response:  # type: ignore[valid-type]
-        """Many users / histories in one call: one model call for all of them."""
-        loaded = holder.current
-        jobs = [_job(loaded, r, unknown_user, f"requests[{i}].") for i, r in enumerate(body.requests)]
-        ranked = await _rank(loaded, jobs)
+    def _batch_jobs(loaded: LoadedModel, body: bytes) -> list[Job]:
+        requests = _parse(BatchRequest, body).requests
+        _check_ids(requests, "requests")
+        return jobs_for(loaded, requests, unknown_user, batch=True)
+
+    def _batch_answer(loaded: LoadedModel, jobs: list[Job], ranked: list[Ranked]) -> bytes:
         results = [{"items": _items_json(loaded, items, scores),
                     "unknown_items_dropped": job.unknown_dropped,
                     "source": "popular" if job.popular else "model"}
                    for job, (items, scores) in zip(jobs, ranked, strict=True)]
-        return _json({"results": results, "model_version": loaded.version})
+        return json.dumps({"results": results, "model_version": loaded.version},
+                          allow_nan=False).encode()
 
-    @app.post("/similar", response_model=SimilarResponse, responses=errors)
-    async def similar(body: SimilarRequest) -> Response:  # type: ignore[valid-type]
+    async def _jobs(parse: Any, loaded: LoadedModel, request: Request) -> list[Job]:
+        """Parse, validate and map ids: inline for small bodies, off the loop for big ones."""
+        body = await request.body()
+        if len(body) > BIG_BODY_BYTES:
+            return await offload.run(parse, loaded, body)
+        return parse(loaded, body)
+
+    @app.post("/recommend", response_model=RecommendResponse, responses=errors,
+              openapi_extra=_body_schema("RecommendRequest"))
+    async def recommend(request: Request) -> Response:
+        """Top-k items for one known user or one anonymous history."""
+        loaded = holder.current
+        [job] = await _jobs(_recommend_jobs, loaded, request)
+        [(items, scores)] = await scorer.rank(loaded, [job])
+        return _json({"items": _items_json(loaded, items, scores), "model_version": loaded.version,
+                      "unknown_items_dropped": job.unknown_dropped,
+                      "source": "popular" if job.popular else "model"})
+
+    @app.post("/recommend/batch", response_model=BatchResponse, responses=errors,
+              openapi_extra=_body_schema("BatchRequest"))
+    async def recommend_batch(request: Request) -> Response:
+        """Many users / histories in one call: one model call for all of them."""
+        loaded = holder.current
+        jobs = await _jobs(_batch_jobs, loaded, request)
+        ranked = await scorer.rank(loaded, jobs)
+        if sum(len(items) for items, _ in ranked) > _BIG_ANSWER_ITEMS:
+            answer = await offload.run(_batch_answer, loaded, jobs, ranked)
+        else:
+            answer = _batch_answer(loaded, jobs, ranked)
+        return Response(answer, media_type="application/json")
+
+    @app.post("/similar", response_model=SimilarResponse, responses=errors,
+              openapi_extra=_body_schema("SimilarRequest"))
+    async def similar(request: Request) -> Response:
         """Item-to-item neighbours by cosine similarity of item embeddings (never the item itself)."""
         loaded = holder.current
+        body = _parse(SimilarRequest, await request.body())
         if not loaded.has_embeddings:
             raise ApiError(409, "model", f"model kind {loaded.metadata.get('kind')!r} has no "
                            "item embeddings", "no_embeddings")
-        idx, unknown = _item_indices(loaded, [body.item_id])
-        if unknown:
+        idx = loaded.fitted.catalogue.to_index([body.item_id], unknown="pad")
+        if idx[0] < 0:
             raise ApiError(404, "item_id", f"unknown item {body.item_id!r}", "unknown_item")
         best = loaded.model.similar_topk(idx, body.k)  # type: ignore[union-attr]
         items, scores = best.items[0].numpy(), best.scores[0].numpy()

@@ -1,26 +1,36 @@
 """Requests → jobs (item indices and filters) → one ranked list each, through
 :func:`seqrec.rank.rank_rows`, the library's one ranking path.
 
-Every ranking request becomes :class:`Job` rows. Model rows go through :class:`Scorer`: one model
-call per request (never a refill loop), and with ``micro_batch=True`` the rows of concurrent
-requests share that call (greedy batching: while one forward pass runs, new requests queue up
-and form the next batch). A batch that fails is retried request by request, so one bad request
-fails alone.
+:func:`jobs_for` turns validated recommend requests into :class:`Job` rows (ids mapped by the id
+rule of :mod:`seqrec.data.catalogue`, once per distinct id). Model rows go through
+:class:`Scorer`: one model call per request (never a refill loop), and with ``micro_batch=True``
+the rows of concurrent requests share that call (greedy batching: while one forward pass runs,
+new requests queue up and form the next batch). A batch that fails is retried request by
+request, so one bad request fails alone. :class:`Offload` runs the CPU work of big requests
+(parsing, id mapping, answers) off the event loop, paced so that it cannot starve small ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
 
 from seqrec.data.catalogue import PAD
 from seqrec.rank import Filters, ItemSets, rank_rows
+from seqrec.serve.errors import ApiError
+from seqrec.serve.limits import Load
 from seqrec.serve.loading import LoadedModel
 
+T = TypeVar("T")
+UnknownUserPolicy = Literal["error", "popular"]
 Ranked = tuple[np.ndarray, np.ndarray]
 """One list: ``(item indices, scores)``, best first, ``min(k, eligible)`` entries."""
 
@@ -45,6 +55,76 @@ class Job:
     exclude: np.ndarray | None = None
     popular: bool = False
     unknown_dropped: int = 0
+
+
+def _known_indices(loaded: LoadedModel, lists: list[list[Any] | None]
+                   ) -> list[tuple[np.ndarray, int] | None]:
+    """Per id list: known item indices (input order) and how many ids were unknown.
+
+    The id rule (:meth:`~seqrec.data.catalogue.Catalogue.to_index`) runs once per distinct id of
+    all the lists: a batch of long histories repeats ids a lot.
+    """
+    present = [ids for ids in lists if ids]
+    distinct = list(dict.fromkeys(itertools.chain.from_iterable(present)))
+    lookup = dict(zip(distinct, loaded.fitted.catalogue.to_index(distinct, unknown="pad").tolist(),
+                      strict=True))
+    lengths = [len(ids) for ids in present]
+    flat = np.fromiter(map(lookup.__getitem__, itertools.chain.from_iterable(present)),
+                       dtype=np.int64, count=sum(lengths))
+    parts = iter(np.split(flat, np.cumsum(lengths)[:-1]) if present else [])
+    out: list[tuple[np.ndarray, int] | None] = []
+    for ids in lists:
+        if ids is None:
+            out.append(None)
+            continue
+        idx = next(parts) if ids else flat[:0]
+        known = idx[idx >= 0]
+        out.append((known, len(idx) - len(known)))
+    return out
+
+
+def jobs_for(loaded: LoadedModel, requests: Sequence[Any], unknown_user: UnknownUserPolicy,
+             batch: bool) -> list[Job]:
+    """The jobs of validated recommend requests (see :mod:`~seqrec.serve.schemas`).
+
+    Unknown users (and histories with no known item) follow ``unknown_user``: ``"error"`` raises
+    a 404 naming the field (``requests[i].user_id`` in a batch), ``"popular"`` makes a popularity
+    job.
+
+    Raises:
+        ApiError: 404 for an unknown user or history under ``unknown_user="error"``.
+    """
+    data = loaded.fitted
+    indices = _known_indices(loaded, [ids for r in requests
+                                      for ids in (r.history, r.include_items, r.exclude_items)])
+    h = data.histories
+    jobs = []
+    for i, request in enumerate(requests):
+        where = f"requests[{i}]." if batch else ""
+        history_ids, include, exclude = indices[3 * i : 3 * i + 3]
+        dropped, popular = 0, False
+        if request.user_id is not None:
+            index = data.user_index.index_of(request.user_id)
+            row = int(loaded.history_rows[index]) if index >= 0 else -1
+            if row < 0 and unknown_user == "error":
+                raise ApiError(404, f"{where}user_id", f"unknown user {request.user_id!r}",
+                               "unknown_user")
+            history = h.items[h.offsets[row] : h.offsets[row + 1]] if row >= 0 else h.items[:0]
+            popular = row < 0
+        else:
+            assert history_ids is not None
+            history, dropped = history_ids
+            if len(history) == 0:
+                if unknown_user == "error":
+                    raise ApiError(404, f"{where}history", "no item known to the model (treated "
+                                   "as an unknown user; the server's --popular-fallback answers "
+                                   "these)", "unknown_history")
+                popular = True
+        dropped += sum(part[1] for part in (include, exclude) if part is not None)
+        jobs.append(Job(np.asarray(history, dtype=np.int64), request.k, request.filter_viewed,
+                        None if include is None else include[0],
+                        None if exclude is None else exclude[0], popular, dropped))
+    return jobs
 
 
 def rank_jobs(loaded: LoadedModel, jobs: list[Job]) -> list[Ranked]:
@@ -178,3 +258,49 @@ class Scorer:
         if self._task is not None:
             self._task.cancel()
         self.executor.shutdown(wait=False)
+
+
+def _timed(cost: list[float], fn: Callable[..., T], *args: Any) -> T:
+    start = time.thread_time()
+    try:
+        return fn(*args)
+    finally:
+        cost[0] = time.thread_time() - start
+
+
+class Offload:
+    """The CPU work of big requests (parsing, id mapping, answers) on one worker thread, so that
+    the event loop goes on serving small ones.
+
+    Jobs run one at a time, in arrival order. While small requests are in flight (``load``),
+    big ones are paced: after a job that used ``t`` CPU seconds the next one starts no sooner
+    than ``t * (1 - share) / share`` later, so big requests take about ``share`` of the
+    process's time at most while others wait; alone, they run back to back. A job whose request
+    is cancelled while it waits (its client hung up) never runs.
+    """
+
+    def __init__(self, load: Load, share: float = 0.2) -> None:
+        self.load = load
+        self.share = share
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seqrec-offload")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock: asyncio.Lock | None = None
+        self._resume_at = 0.0
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._lock is None:
+            # (re)made in this loop: a test client may run each request in a new event loop
+            self._loop, self._lock, self._resume_at = loop, asyncio.Lock(), 0.0
+        async with self._lock:
+            wait = self._resume_at - loop.time()
+            if wait > 0 and self.load.requests > self.load.big:
+                await asyncio.sleep(wait)
+            cost = [0.0]
+            try:
+                return await loop.run_in_executor(self.executor, _timed, cost, fn, *args)
+            finally:
+                self._resume_at = loop.time() + cost[0] * (1 - self.share) / self.share
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
