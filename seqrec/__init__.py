@@ -34,7 +34,7 @@ _MODULE_OF = {
     "read_interactions": "data.interactions",
     "time_split": "data.split",
     # models, training, evaluation
-    "PopularRecommender": "recommender",
+    "PopularRecommender": "popular",
     "SequentialRecommender": "recommender",
     "build_model": "recommender",
     "esasrec": "recommender",
@@ -125,7 +125,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
     from seqrec.evaluation import evaluate, evaluate_lists, evaluate_scores
     from seqrec.metrics import MetricReport
     from seqrec.model_dir import load_model, save_model
-    from seqrec.recommender import PopularRecommender, SequentialRecommender, build_model, esasrec
+    from seqrec.popular import PopularRecommender
+    from seqrec.recommender import SequentialRecommender, build_model, esasrec
     from seqrec.runs import RunResult, train_and_save
 
 

@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from seqrec.chunks import chunked_ranks
 from seqrec.data.sequences import HeldOut, Sequences
+from seqrec.filters import Filters, ItemSets, apply_filters
 from seqrec.metrics import (
     LIST_METRICS,
     NOT_RETRIEVED,
@@ -36,7 +38,7 @@ from seqrec.metrics import (
     target_ranks,
     truncate_lists,
 )
-from seqrec.rank import Filters, ItemSets, apply_filters, top_k
+from seqrec.rank import chunk_items, top_k
 
 
 class Scorer(Protocol):
@@ -45,18 +47,26 @@ class Scorer(Protocol):
     n_items: int
     histories: Sequences
 
-    def score_block(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> torch.Tensor:
-        """``(len(rows), n_items + 1)`` float32 full-catalogue scores of CSR histories ``rows``."""
+    def encode_histories(self, items: np.ndarray, offsets: np.ndarray,
+                         rows: np.ndarray) -> torch.Tensor:
+        """A per-row query for CSR histories ``rows`` (e.g. ``(len(rows), dim)`` hidden states)."""
+        ...
+
+    def score_items(self, hidden: torch.Tensor, start: int = 0,
+                    stop: int | None = None) -> torch.Tensor:
+        """``(n, stop - start)`` float32 scores of items ``start .. stop - 1``; PAD ``-inf``."""
         ...
 
 
 def evaluate(model: Scorer, heldout: HeldOut, *, k: int | Sequence[int] = 10,
              filter_viewed: bool = True, metrics: Sequence[str] | None = None,
-             batch_size: int = 1024, train: Sequences | None = None) -> MetricReport:
+             batch_size: int = 1024, train: Sequences | None = None,
+             chunk: int | None = None) -> MetricReport:
     """Metrics of ``model`` on ``heldout`` (every catalogue item ranked; never sampled).
 
     Args:
-        model: a fitted recommender (``score_block``, ``n_items``, ``histories``).
+        model: a fitted recommender (``encode_histories``, ``score_items``, ``n_items``,
+            ``histories``).
         heldout: histories (model inputs) and targets, row-aligned.
         k: cutoff(s).
         filter_viewed: mask each user's history items before ranking (use with splits that
@@ -65,6 +75,9 @@ def evaluate(model: Scorer, heldout: HeldOut, *, k: int | Sequence[int] = 10,
         batch_size: users scored per block.
         train: sequences to count item popularity on for ARP and novelty (default: the
             model's histories), e.g. the train part of the split.
+        chunk: catalogue items scored at once (default: all of them when their scores fit the
+            memory budget of :func:`seqrec.rank.chunk_items`); smaller chunks bound memory at
+            the price of scoring each block twice (:mod:`seqrec.chunks`), same metrics.
 
     Returns:
         :class:`~seqrec.metrics.MetricReport`, equal to the metrics of the lists
@@ -83,15 +96,39 @@ def evaluate(model: Scorer, heldout: HeldOut, *, k: int | Sequence[int] = 10,
     if metrics is None or {"arp", "novelty"} & set(metrics):
         popularity = item_popularity(model.histories if train is None else train, model.n_items)
     seen = ItemSets(h.items, h.offsets) if filter_viewed else None
+    n_items = model.n_items
+    if chunk is None:
+        chunk = chunk_items(n_items, max(batch_size, int(targets.lengths.max(initial=1))))
+    if chunk >= n_items + 1:
+        def blocks() -> Iterator[torch.Tensor]:
+            for start in range(0, h.n_sequences, batch_size):
+                rows = np.arange(start, min(start + batch_size, h.n_sequences))
+                scores = model.score_items(model.encode_histories(h.items, h.offsets, rows))
+                yield apply_filters(scores, Filters(seen=None if seen is None
+                                                    else seen.select(rows)))
 
-    def blocks() -> Iterator[torch.Tensor]:
-        for start in range(0, h.n_sequences, batch_size):
-            rows = np.arange(start, min(start + batch_size, h.n_sequences))
-            scores = model.score_block(h.items, h.offsets, rows)
-            yield apply_filters(scores, Filters(seen=None if seen is None else seen.select(rows)))
+        return evaluate_score_blocks(blocks(), targets, n_items=n_items, k=k,
+                                     item_popularity=popularity, metrics=metrics)
+    ks, names = check_request(k, metrics, popularity)
+    targets = dedupe_targets(check_targets(targets, n_items))
+    list_k = max(ks) if set(names) & set(LIST_METRICS) else None
+    ranks, lists = [], []
+    for first in range(0, h.n_sequences, batch_size):
+        rows = np.arange(first, min(first + batch_size, h.n_sequences))
+        query = model.encode_histories(h.items, h.offsets, rows)
+        filters = Filters(seen=None if seen is None else seen.select(rows))
 
-    return evaluate_score_blocks(blocks(), targets, n_items=model.n_items, k=k,
-                                 item_popularity=popularity, metrics=metrics)
+        def score_chunk(start: int, stop: int, query: torch.Tensor = query,
+                        filters: Filters = filters) -> torch.Tensor:
+            return apply_filters(model.score_items(query, start, stop), filters, start)
+
+        block_ranks, best = chunked_ranks(score_chunk, targets.select(rows), n_items, chunk,
+                                          list_k)
+        ranks.append(block_ranks)
+        if best is not None:
+            lists.append(lists_from_top_k(best))
+    return _report(np.concatenate(ranks), targets, _joined(lists) if lists else None, ks, names,
+                   n_items, popularity)
 
 
 def evaluate_scores(
@@ -174,15 +211,16 @@ def evaluate_score_blocks(
         row += block.shape[0]
     if row != targets.n_sequences:
         raise ValueError(f"score blocks cover {row} rows but targets have {targets.n_sequences}")
-    joined = None
-    if want_lists:
-        lengths = np.concatenate([part.lengths for part in lists])
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        joined = Sequences(np.concatenate([part.items for part in lists]), offsets,
-                           np.arange(len(lengths)),
-                           np.concatenate([part.timestamps for part in lists]))
-    return _report(np.concatenate(ranks) if ranks else np.zeros(0, np.int64), targets, joined,
-                   ks, names, n_items, item_popularity)
+    return _report(np.concatenate(ranks) if ranks else np.zeros(0, np.int64), targets,
+                   _joined(lists) if want_lists else None, ks, names, n_items, item_popularity)
+
+
+def _joined(lists: list[Sequences]) -> Sequences:
+    """Consecutive blocks' lists as one :class:`Sequences`."""
+    lengths = np.concatenate([part.lengths for part in lists])
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return Sequences(np.concatenate([part.items for part in lists]), offsets,
+                     np.arange(len(lengths)), np.concatenate([part.timestamps for part in lists]))
 
 
 def evaluate_lists(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -21,7 +21,8 @@ from torch import Tensor
 from seqrec.data.catalogue import PAD, IdIndex
 from seqrec.data.sequences import Sequences
 from seqrec.errors import NotFittedError, UnknownUserError
-from seqrec.rank import Filters, ItemSets, TopK, item_mask, rank_rows
+from seqrec.filters import Filters, ItemSets, item_mask
+from seqrec.rank import TopK, rank_rows
 
 UnknownPolicy = Literal["error", "popular", "skip"]
 
@@ -86,6 +87,20 @@ def fitted_state(model: Any) -> Fitted:
     if model.fitted is None:
         raise NotFittedError("the model is not fitted: call fit() or seqrec.load_model() first")
     return model.fitted
+
+
+def fitted_field(name: str) -> property:
+    """A read-only property for field ``name`` of the model's :class:`Fitted` record, shared by
+    both recommenders (raises :class:`~seqrec.errors.NotFittedError` before fit/load)."""
+    return property(lambda model: getattr(fitted_state(model), name),
+                    doc=f"The fitted model's ``{name}`` (see :class:`Fitted`).")
+
+
+def set_histories(model: Any, histories: Sequences) -> None:
+    """Make ``model`` serve from ``histories`` (see ``SequentialRecommender.set_histories``)."""
+    data = fitted_state(model)
+    check_histories(histories, data.n_items, len(data.user_index))
+    model.fitted = replace(data, histories=histories)
 
 
 def _filters(data: Fitted, include_items: Iterable[Any] | None,
@@ -193,13 +208,25 @@ def _rank(model: Any, data: Fitted, histories: ItemSets, k: int, filter_viewed: 
           fallback: np.ndarray, batch_size: int) -> TopK:
     include, exclude = _filters(data, include_items, exclude_items)
     filters = Filters(seen=histories if filter_viewed else None, include=include, exclude=exclude)
-    rows = histories.csr_rows()
+    return rank_rows(HistoryScorer(model, histories), histories.n_rows, data.n_items, k, filters,
+                     lengths=histories.lengths(), fallback=fallback,
+                     fallback_scores=data.popularity_scores(), batch_size=batch_size)
 
-    def score_rows(block: np.ndarray) -> Tensor:
-        return model.score_block(histories.items, histories.offsets, rows[block])
 
-    return rank_rows(score_rows, histories.n_rows, k, filters, lengths=histories.lengths(),
-                     fallback=fallback, fallback_scores=data.popularity_scores(),
-                     batch_size=batch_size)
+@dataclass(frozen=True)
+class HistoryScorer:
+    """A recommender over given histories as a :class:`~seqrec.rank.RowScorer`: rows are
+    encoded once per block (``encode_histories``), then scored chunk by chunk
+    (``score_items``)."""
+
+    model: Any
+    histories: ItemSets
+
+    def encode(self, rows: np.ndarray) -> Tensor:
+        h = self.histories
+        return self.model.encode_histories(h.items, h.offsets, h.csr_rows()[rows])
+
+    def score(self, query: Tensor, start: int, stop: int) -> Tensor:
+        return self.model.score_items(query, start, stop)
 
 

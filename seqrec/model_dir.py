@@ -48,8 +48,9 @@ from seqrec.data.sequences import Sequences
 from seqrec.errors import ModelDirectoryError, OutputExistsError
 from seqrec.files import recover_dir, replace_dir, staged_dir
 from seqrec.lists import Fitted, check_histories, fitted_state
+from seqrec.popular import PopularRecommender
 from seqrec.rank import check_finite
-from seqrec.recommender import PopularRecommender, Recommender, SequentialRecommender
+from seqrec.recommender import Recommender, SequentialRecommender
 
 FORMAT_VERSION = 1
 MODEL_FILES = ("model.json", "config.toml", "weights.safetensors", "arrays.safetensors",

@@ -13,7 +13,7 @@ Saving and loading are :func:`seqrec.save_model` / :func:`seqrec.load_model`
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +25,20 @@ from torch import Tensor
 from seqrec.build import Parts, build_parts
 from seqrec.checkpoint import FitResult
 from seqrec.config import Config, Runtime, preset
-from seqrec.data.catalogue import IdIndex
 from seqrec.data.sequences import Dataset, HeldOut, Sequences
+from seqrec.filters import Filters, ItemSets
 from seqrec.lists import (
     Fitted,
     UnknownPolicy,
-    check_histories,
+    fitted_field,
     fitted_state,
     recommend_histories,
     recommend_users,
+    set_histories,
     to_frame,
 )
-from seqrec.rank import Filters, ItemSets, TopK, rank_rows
+from seqrec.popular import PopularRecommender
+from seqrec.rank import TopK, rank_rows
 from seqrec.train import OnBatch, OnEpoch, fit
 
 
@@ -76,25 +78,11 @@ class SequentialRecommender:
         self._unit_embeddings: Tensor | None = None
 
     # ---- state -------------------------------------------------------------------------------
-    @property
-    def n_items(self) -> int:
-        return fitted_state(self).n_items
-
-    @property
-    def catalogue(self) -> IdIndex:
-        return fitted_state(self).catalogue
-
-    @property
-    def user_index(self) -> IdIndex:
-        return fitted_state(self).user_index
-
-    @property
-    def histories(self) -> Sequences:
-        return fitted_state(self).histories
-
-    @property
-    def item_info(self) -> pd.DataFrame | None:
-        return fitted_state(self).item_info
+    n_items = fitted_field("n_items")
+    catalogue = fitted_field("catalogue")
+    user_index = fitted_field("user_index")
+    histories = fitted_field("histories")
+    item_info = fitted_field("item_info")
 
     def set_histories(self, histories: Sequences) -> None:
         """Serve from ``histories`` from now on (e.g. each user's whole log after training on
@@ -105,9 +93,7 @@ class SequentialRecommender:
             NotFittedError: before fit/load.
             ValueError: indices outside the model's catalogue or users, or bad offsets.
         """
-        data = fitted_state(self)
-        check_histories(histories, data.n_items, len(data.user_index))
-        self.fitted = replace(data, histories=histories)
+        set_histories(self, histories)
 
     # ---- training ----------------------------------------------------------------------------
     def fit(self, dataset: Dataset, train: Sequences | None = None,
@@ -161,12 +147,12 @@ class SequentialRecommender:
         return self.fit_result
 
     # ---- scoring -----------------------------------------------------------------------------
-    def score_block(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> Tensor:
-        """Full-catalogue scores of histories ``rows`` of the CSR arrays.
+    def encode_histories(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> Tensor:
+        """Last-position hidden states of histories ``rows`` of the CSR arrays.
 
         Returns:
-            ``(len(rows), n_items + 1)`` float32 on CPU; PAD column ``-inf``. Only the last
-            position is computed in the final layer.
+            ``(len(rows), dim)`` float32 on the model's device; only the last position is
+            computed in the final layer.
         """
         fitted_state(self)
         assert self.parts is not None
@@ -177,8 +163,30 @@ class SequentialRecommender:
         if inputs.shape[1] == 0:  # all histories empty: one PAD column, the model sees nothing
             inputs = torch.zeros(len(rows), 1, dtype=torch.int64, device=device)
         with torch.no_grad():
-            hidden = encoder.encode(inputs, causal=objective.causal, last_only=True)
-            return encoder.scores(hidden.float()).cpu()
+            return encoder.encode(inputs, causal=objective.causal, last_only=True).float()
+
+    def score_items(self, hidden: Tensor, start: int = 0, stop: int | None = None) -> Tensor:
+        """Scores of items ``start .. stop - 1`` (default: the whole catalogue).
+
+        Args:
+            hidden: ``(n, dim)`` from :meth:`encode_histories`.
+
+        Returns:
+            ``(n, stop - start)`` float32 on CPU; PAD (item 0) at ``-inf``.
+        """
+        assert self.parts is not None
+        table = self.parts.encoder.candidate_embeddings()
+        stop = table.shape[0] if stop is None else stop
+        with torch.no_grad():
+            scores = (hidden @ table[start:stop].float().T).cpu()  # (n, stop - start)
+        if start == 0:
+            scores[:, 0] = float("-inf")
+        return scores
+
+    def score_block(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> Tensor:
+        """Full-catalogue scores of histories ``rows`` of the CSR arrays: ``(len(rows),
+        n_items + 1)`` float32 on CPU; PAD column ``-inf``."""
+        return self.score_items(self.encode_histories(items, offsets, rows))
 
     def item_embeddings(self) -> Tensor:
         """``(n_items + 1, dim)`` float32 output embeddings (row 0 = PAD)."""
@@ -266,59 +274,27 @@ class SequentialRecommender:
     def similar_topk(self, item_indices: np.ndarray, k: int) -> TopK:
         """Cosine neighbours of item indices (never the item itself), ranked by
         :mod:`seqrec.rank`: ``(len(item_indices), k)`` :class:`~seqrec.rank.TopK`."""
-        unit = self.unit_item_embeddings()
-        query = torch.from_numpy(np.asarray(item_indices, dtype=np.int64))
-
-        def score_rows(block: np.ndarray) -> Tensor:
-            return unit[query[torch.from_numpy(block)]] @ unit.T  # (block, n_items + 1)
-
+        scorer = _CosineScorer(self.unit_item_embeddings(),
+                               torch.from_numpy(np.asarray(item_indices, dtype=np.int64)))
         itself = ItemSets.from_lists([[int(i)] for i in item_indices])
-        return rank_rows(score_rows, len(query), k, Filters(seen=itself))
+        return rank_rows(scorer, len(item_indices), self.n_items, k, Filters(seen=itself))
 
 
-class PopularRecommender:
-    """Most-interacted items first (the ``popular`` baseline): the same score for every user,
-    ``log(1 + count)`` of training interactions; ties by :mod:`seqrec.rank`'s rule.
+@dataclass(frozen=True)
+class _CosineScorer:
+    """Query items against the catalogue by cosine similarity (a :class:`RowScorer`)."""
 
-    Attributes:
-        fitted: ids, histories and item counts once fitted or loaded (None before).
-        metadata: ``model.json`` of a loaded model (None otherwise).
-    """
+    unit: Tensor  # (n_items + 1, dim) L2-normalised embeddings
+    query: Tensor  # (n_rows,) item indices
 
-    config: None = None
+    def encode(self, rows: np.ndarray) -> Tensor:
+        return self.unit[self.query[torch.from_numpy(rows)]]  # (len(rows), dim)
 
-    def __init__(self) -> None:
-        self.fitted: Fitted | None = None
-        self.metadata: dict[str, Any] | None = None
-
-    n_items = SequentialRecommender.n_items
-    catalogue = SequentialRecommender.catalogue
-    user_index = SequentialRecommender.user_index
-    histories = SequentialRecommender.histories
-    item_info = SequentialRecommender.item_info
-    set_histories = SequentialRecommender.set_histories
-
-    def fit(self, dataset: Dataset, train: Sequences | None = None,
-            validation: HeldOut | None = None, **_: Any) -> None:
-        """Count training interactions per item (``train`` defaults to all of ``dataset``);
-        ``validation`` and training options are accepted and unused."""
-        train = dataset.sequences if train is None else train
-        self.fitted = Fitted(dataset.catalogue, dataset.user_index, train,
-                             train.item_counts(dataset.n_items), dataset.item_info)
-
-    def score_block(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> Tensor:
-        """``(len(rows), n_items + 1)`` float32, identical rows; PAD ``-inf``."""
-        return fitted_state(self).popularity_scores().expand(len(rows), -1).clone()
-
-    def recommend(self, users: Iterable[Any], k: int = 10, **options: Any) -> pd.DataFrame:
-        """Same contract as :meth:`SequentialRecommender.recommend`."""
-        return recommend_users(self, users, k, **options)
-
-    def recommend_for_histories(self, histories: Sequence[Sequence[Any]], k: int = 10,
-                                **options: Any) -> pd.DataFrame:
-        """Same contract as :meth:`SequentialRecommender.recommend_for_histories` (the history
-        only filters seen items: popularity does not depend on it)."""
-        return recommend_histories(self, histories, k, **options)
+    def score(self, query: Tensor, start: int, stop: int) -> Tensor:
+        scores = query @ self.unit[start:stop].T  # (n, stop - start)
+        if start == 0:
+            scores[:, 0] = float("-inf")
+        return scores
 
 
 Recommender = SequentialRecommender | PopularRecommender

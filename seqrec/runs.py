@@ -43,7 +43,8 @@ from seqrec.errors import OutputExistsError, ResumeError
 from seqrec.evaluation import evaluate
 from seqrec.files import clean_leftovers, recover_dir, replace_dir, write_atomic
 from seqrec.model_dir import load_model, save_model
-from seqrec.recommender import PopularRecommender, Recommender, SequentialRecommender
+from seqrec.popular import PopularRecommender
+from seqrec.recommender import Recommender, SequentialRecommender
 from seqrec.train import OnBatch, OnEpoch, launch, make_fabric
 
 log = logging.getLogger(__name__)

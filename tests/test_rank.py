@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seqrec.errors import ScoringError
-from seqrec.rank import Filters, ItemSets, apply_filters, item_mask, rank_rows, tie_keys, top_k
+from seqrec.filters import Filters, ItemSets, apply_filters, item_mask
+from seqrec.rank import merge_top_k, rank_rows, tie_keys, top_k
 
 INF = float("inf")
 
@@ -82,17 +83,61 @@ def test_nan_or_positive_infinite_scores_are_refused(bad):
         top_k(scores, 2)
 
 
+class _Scorer:
+    """Rows score items by ``item × (1 + row)``: every row prefers high indices."""
+
+    def __init__(self):
+        self.encoded = []
+
+    def encode(self, rows):
+        self.encoded.append(rows.tolist())
+        return torch.tensor(rows, dtype=torch.float32)[:, None]
+
+    def score(self, query, start, stop):
+        scores = torch.arange(start, stop, dtype=torch.float32) * (1 + query)
+        if start == 0:
+            scores[:, 0] = -INF
+        return scores
+
+
 def test_rank_rows_scores_in_length_blocks_ranks_fallback_rows_by_popularity_in_caller_order():
-    calls = []
-
-    def score_rows(rows):
-        calls.append(rows.tolist())
-        return torch.arange(6, dtype=torch.float32).repeat(len(rows), 1) * (1 + torch.tensor(
-            rows, dtype=torch.float32)[:, None])  # every row prefers high indices
-
+    scorer = _Scorer()
     fallback_scores = torch.tensor([-INF, 5.0, 4.0, 3.0, 2.0, 1.0])  # prefers low indices
-    best = rank_rows(score_rows, 4, 2, Filters(exclude=item_mask(5, [5])),
+    best = rank_rows(scorer, 4, 5, 2, Filters(exclude=item_mask(5, [5])),
                      lengths=np.array([3, 1, 9, 2]), fallback=np.array([False, True, False, False]),
                      fallback_scores=fallback_scores, batch_size=2)
-    assert calls == [[3, 0], [2]]  # shortest histories first; the fallback row is never scored
+    assert scorer.encoded == [[3, 0], [2]]  # shortest histories first; the fallback row never
     assert best.items.tolist() == [[4, 3], [1, 2], [4, 3], [4, 3]]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 5), st.integers(1, 45), st.integers(1, 17),
+       st.integers(0, 10_000))
+def test_chunked_ranking_equals_one_pass_ties_and_filters_included(n_items, n_rows, k, chunk,
+                                                                   seed):
+    rng = np.random.default_rng(seed)
+    table = torch.from_numpy(rng.integers(0, 3, (n_rows, n_items + 1)).astype(np.float32))
+
+    class Table:
+        def encode(self, rows):
+            return torch.from_numpy(rows)
+
+        def score(self, query, start, stop):
+            scores = table[query, start:stop].clone()
+            if start == 0:
+                scores[:, 0] = -INF
+            return scores
+
+    seen = ItemSets.from_lists([list(rng.integers(1, n_items + 1, 3)) for _ in range(n_rows)])
+    filters = Filters(seen=seen, exclude=item_mask(n_items, [n_items]))
+    whole = rank_rows(Table(), n_rows, n_items, k, filters, chunk=n_items + 1)
+    chunked = rank_rows(Table(), n_rows, n_items, k, filters, chunk=chunk)
+    assert chunked.items.tolist() == whole.items.tolist()
+    assert torch.equal(chunked.scores, whole.scores)
+
+
+def test_merging_two_lists_equals_one_top_k_over_both():
+    scores = torch.tensor([[-INF, 1.0, 3.0, 3.0, 0.5, 3.0, 2.0]])
+    both = top_k(scores, 3)
+    merged = merge_top_k(top_k(scores[:, :4], 3), top_k(scores[:, 4:], 3, start=4), 3)
+    assert merged.items.tolist() == both.items.tolist()

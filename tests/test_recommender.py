@@ -62,23 +62,43 @@ def test_k_larger_than_the_catalogue_returns_every_eligible_item(fitted):
     assert sorted(unfiltered.item_id) == sorted(fitted.catalogue.ids.tolist())
 
 
-def test_score_block_is_called_once_per_block_never_to_refill(fitted):
-    calls = []
-    original = fitted.score_block
+def test_each_block_is_encoded_once_and_scored_once_never_to_refill(fitted):
+    encoded, scored = [], []
+    encode, score = fitted.encode_histories, fitted.score_items
 
-    def counting(items, offsets, rows):
-        calls.append(len(rows))
-        return original(items, offsets, rows)
+    def counting_encode(items, offsets, rows):
+        encoded.append(len(rows))
+        return encode(items, offsets, rows)
 
-    fitted.score_block = counting
+    def counting_score(hidden, start=0, stop=None):
+        scored.append(len(hidden))
+        return score(hidden, start, stop)
+
+    fitted.encode_histories, fitted.score_items = counting_encode, counting_score
     try:
         users = fitted.user_index.ids[:150]
         out = fitted.recommend(users, k=10, include_items=[1, 2, 3, 4, 5], batch_size=64)
         fitted.recommend_for_histories([[1, 2], [5]], k=3)
     finally:
-        del fitted.score_block
-    assert calls == [64, 64, 22, 2]
+        del fitted.encode_histories, fitted.score_items
+    assert encoded == scored == [64, 64, 22, 2]
     assert out.groupby("user_id").size().max() <= 5
+
+
+def test_evaluation_and_lists_in_item_chunks_equal_the_one_pass_results(fitted, pattern):
+    _, split = pattern
+    whole = evaluate(fitted, split.test, k=[5, 10], train=split.train)
+    chunked = evaluate(fitted, split.test, k=[5, 10], train=split.train, chunk=7)
+    assert chunked.means == pytest.approx(whole.means, abs=1e-12)
+    from seqrec.filters import ItemSets
+    from seqrec.lists import HistoryScorer
+    from seqrec.rank import rank_rows
+
+    h = split.test.histories
+    scorer = HistoryScorer(fitted, ItemSets(h.items, h.offsets))
+    one = rank_rows(scorer, h.n_sequences, fitted.n_items, 10, chunk=fitted.n_items + 1)
+    many = rank_rows(scorer, h.n_sequences, fitted.n_items, 10, chunk=6)
+    assert many.items.tolist() == one.items.tolist()
 
 
 def test_unknown_users_error_names_them(fitted):
@@ -219,12 +239,12 @@ def test_evaluate_equals_the_metrics_of_the_served_lists(fitted, pattern, ties):
     dataset, split = pattern
     model = fitted
     if ties and isinstance(fitted, SequentialRecommender):
-        original = fitted.score_block
+        original = fitted.score_items
 
-        def model_score_block(items, offsets, rows):  # coarse scores: many ties
-            return torch.round(original(items, offsets, rows))
+        def coarse_scores(hidden, start=0, stop=None):  # many ties
+            return torch.round(original(hidden, start, stop))
 
-        model = _Wrapped(fitted, model_score_block)
+        model = _Wrapped(fitted, coarse_scores)
     test = split.test
     report = evaluate(model, test, k=10, train=split.train)
     users = model.user_index.to_external(test.histories.users)
@@ -243,8 +263,8 @@ def test_evaluate_equals_the_metrics_of_the_served_lists(fitted, pattern, ties):
 class _Wrapped:
     """A recommender whose scores pass through a function (same ids, histories, filters)."""
 
-    def __init__(self, inner, score_block):
-        self._inner, self.score_block = inner, score_block
+    def __init__(self, inner, score_items):
+        self._inner, self.score_items = inner, score_items
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
@@ -256,7 +276,7 @@ class _Wrapped:
 
 
 def test_nan_scores_are_an_error_never_output(fitted):
-    model = _Wrapped(fitted, lambda items, offsets, rows: torch.full(
-        (len(rows), fitted.n_items + 1), float("nan")))
+    model = _Wrapped(fitted, lambda hidden, start=0, stop=None: torch.full(
+        (len(hidden), (stop or fitted.n_items + 1) - start), float("nan")))
     with pytest.raises(ScoringError, match="NaN"):
         model.recommend_for_histories([[1, 2]], k=3)

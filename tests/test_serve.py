@@ -57,10 +57,12 @@ def _ids(response):
 
 
 class CountingScoreBlock:
+    """Counts model calls: each ranking call encodes its rows once (then scores them)."""
+
     def __init__(self, model):
         self.calls = 0
-        self.inner = model.score_block
-        model.score_block = self
+        self.inner = model.encode_histories
+        model.encode_histories = self
 
     def __call__(self, items, offsets, rows):
         self.calls += 1

@@ -79,7 +79,8 @@ def compare(
     """
     from seqrec.config import Runtime
     from seqrec.evaluation import evaluate
-    from seqrec.recommender import PopularRecommender, SequentialRecommender
+    from seqrec.popular import PopularRecommender
+    from seqrec.recommender import SequentialRecommender
     from seqrec.report import pareto_front
 
     split = value(split)

@@ -36,7 +36,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from seqrec.serve.errors import ApiError, error_body, validation_details
 from seqrec.serve.limits import BIG_BODY_BYTES, Load, RequestLimits
 from seqrec.serve.loading import LoadedModel, ModelHolder
-from seqrec.serve.ranking import Job, Offload, Ranked, Scorer, UnknownUserPolicy, jobs_for
+from seqrec.serve.ranking import (
+    Job,
+    Offload,
+    Ranked,
+    Scorer,
+    UnknownUserPolicy,
+    jobs_for,
+    rank_jobs,
+)
 from seqrec.serve.schemas import (
     BatchResponse,
     ErrorResponse,
@@ -57,11 +65,10 @@ def _items_json(loaded: LoadedModel, items: np.ndarray, scores: np.ndarray) -> l
             for r, (i, s) in enumerate(zip(ids, scores.tolist(), strict=True))]
 
 
-def _json(payload: Any, status: int = 200) -> Response:
+def _json_bytes(payload: Any) -> bytes:
     # response models are declared on the routes for the schema; returning bytes skips a second
     # validation pass over our own output
-    return Response(json.dumps(payload, allow_nan=False).encode(), status,
-                    media_type="application/json")
+    return json.dumps(payload, allow_nan=False).encode()
 
 
 def _parse(model: type[BaseModel], body: bytes) -> Any:
@@ -210,44 +217,52 @@ def create_app(model_dir: str | Path, *, unknown_user: UnknownUserPolicy = "erro
         _check_ids(requests, "requests")
         return jobs_for(loaded, requests, unknown_user, batch=True)
 
+    def _recommend_answer(loaded: LoadedModel, jobs: list[Job], ranked: list[Ranked]) -> bytes:
+        [job], [(items, scores)] = jobs, ranked
+        return _json_bytes({"items": _items_json(loaded, items, scores),
+                            "model_version": loaded.version,
+                            "unknown_items_dropped": job.unknown_dropped,
+                            "source": "popular" if job.popular else "model"})
+
     def _batch_answer(loaded: LoadedModel, jobs: list[Job], ranked: list[Ranked]) -> bytes:
         results = [{"items": _items_json(loaded, items, scores),
                     "unknown_items_dropped": job.unknown_dropped,
                     "source": "popular" if job.popular else "model"}
                    for job, (items, scores) in zip(jobs, ranked, strict=True)]
-        return json.dumps({"results": results, "model_version": loaded.version},
-                          allow_nan=False).encode()
+        return _json_bytes({"results": results, "model_version": loaded.version})
 
-    async def _jobs(parse: Any, loaded: LoadedModel, request: Request) -> list[Job]:
-        """Parse, validate and map ids: inline for small bodies, off the loop for big ones."""
+    def _whole(parse: Any, answer: Any, loaded: LoadedModel, body: bytes) -> bytes:
+        jobs = parse(loaded, body)
+        return answer(loaded, jobs, rank_jobs(loaded, jobs))
+
+    async def _handle(request: Request, parse: Any, answer: Any) -> Response:
+        """A big body is parsed, ranked (one model call of its own) and answered as one job of
+        the paced offload thread; a small one is parsed here and ranked by the micro-batching
+        scorer (a big answer to it is built on the offload thread)."""
+        loaded = holder.current
         body = await request.body()
         if len(body) > BIG_BODY_BYTES:
-            return await offload.run(parse, loaded, body)
-        return parse(loaded, body)
+            payload = await offload.run(_whole, parse, answer, loaded, body)
+        else:
+            jobs = parse(loaded, body)
+            ranked = await scorer.rank(loaded, jobs)
+            if sum(len(items) for items, _ in ranked) > _BIG_ANSWER_ITEMS:
+                payload = await offload.run(answer, loaded, jobs, ranked)
+            else:
+                payload = answer(loaded, jobs, ranked)
+        return Response(payload, media_type="application/json")
 
     @app.post("/recommend", response_model=RecommendResponse, responses=errors,
               openapi_extra=_body_schema("RecommendRequest"))
     async def recommend(request: Request) -> Response:
         """Top-k items for one known user or one anonymous history."""
-        loaded = holder.current
-        [job] = await _jobs(_recommend_jobs, loaded, request)
-        [(items, scores)] = await scorer.rank(loaded, [job])
-        return _json({"items": _items_json(loaded, items, scores), "model_version": loaded.version,
-                      "unknown_items_dropped": job.unknown_dropped,
-                      "source": "popular" if job.popular else "model"})
+        return await _handle(request, _recommend_jobs, _recommend_answer)
 
     @app.post("/recommend/batch", response_model=BatchResponse, responses=errors,
               openapi_extra=_body_schema("BatchRequest"))
     async def recommend_batch(request: Request) -> Response:
         """Many users / histories in one call: one model call for all of them."""
-        loaded = holder.current
-        jobs = await _jobs(_batch_jobs, loaded, request)
-        ranked = await scorer.rank(loaded, jobs)
-        if sum(len(items) for items, _ in ranked) > _BIG_ANSWER_ITEMS:
-            answer = await offload.run(_batch_answer, loaded, jobs, ranked)
-        else:
-            answer = _batch_answer(loaded, jobs, ranked)
-        return Response(answer, media_type="application/json")
+        return await _handle(request, _batch_jobs, _batch_answer)
 
     @app.post("/similar", response_model=SimilarResponse, responses=errors,
               openapi_extra=_body_schema("SimilarRequest"))
@@ -264,8 +279,9 @@ def create_app(model_dir: str | Path, *, unknown_user: UnknownUserPolicy = "erro
         best = loaded.model.similar_topk(idx, body.k)  # type: ignore[union-attr]
         items, scores = best.items[0].numpy(), best.scores[0].numpy()
         keep = items != 0
-        return _json({"items": _items_json(loaded, items[keep], scores[keep]),
-                      "model_version": loaded.version})
+        return Response(_json_bytes({"items": _items_json(loaded, items[keep], scores[keep]),
+                                     "model_version": loaded.version}),
+                        media_type="application/json")
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -24,7 +24,9 @@ import numpy as np
 import torch
 
 from seqrec.data.catalogue import PAD
-from seqrec.rank import Filters, ItemSets, rank_rows
+from seqrec.filters import Filters, ItemSets
+from seqrec.lists import HistoryScorer
+from seqrec.rank import rank_rows
 from seqrec.serve.errors import ApiError
 from seqrec.serve.limits import Load
 from seqrec.serve.loading import LoadedModel
@@ -145,14 +147,10 @@ def rank_jobs(loaded: LoadedModel, jobs: list[Job]) -> list[Ranked]:
         exclude=ItemSets.from_lists([empty if job.exclude is None else job.exclude
                                      for job in jobs]),
         include_rows=has_include)
-    model = loaded.model
-
-    def score_rows(rows: np.ndarray) -> torch.Tensor:
-        return model.score_block(histories.items, histories.offsets, rows)
-
     k = max(job.k for job in jobs)
     with torch.inference_mode():  # cheaper than no_grad: no version counters on the outputs
-        best = rank_rows(score_rows, len(jobs), k, filters,
+        best = rank_rows(HistoryScorer(loaded.model, histories), len(jobs),
+                         loaded.fitted.n_items, k, filters,
                          fallback=np.array([job.popular for job in jobs]),
                          fallback_scores=loaded.fitted.popularity_scores(), batch_size=len(jobs))
     out = []
@@ -260,26 +258,27 @@ class Scorer:
         self.executor.shutdown(wait=False)
 
 
-def _timed(cost: list[float], fn: Callable[..., T], *args: Any) -> T:
-    start = time.thread_time()
+def _timed(took: list[float], fn: Callable[..., T], *args: Any) -> T:
+    start = time.perf_counter()
     try:
         return fn(*args)
     finally:
-        cost[0] = time.thread_time() - start
+        took[0] = time.perf_counter() - start
 
 
 class Offload:
-    """The CPU work of big requests (parsing, id mapping, answers) on one worker thread, so that
-    the event loop goes on serving small ones.
+    """The CPU work of big requests (parsing, id mapping, ranking, answers) on one worker thread,
+    so that the event loop goes on serving small ones.
 
     Jobs run one at a time, in arrival order. While small requests are in flight (``load``),
-    big ones are paced: after a job that used ``t`` CPU seconds the next one starts no sooner
-    than ``t * (1 - share) / share`` later, so big requests take about ``share`` of the
-    process's time at most while others wait; alone, they run back to back. A job whose request
-    is cancelled while it waits (its client hung up) never runs.
+    big ones are paced: after a job that took ``t`` seconds the next one starts no sooner than
+    ``t * (1 - share) / share`` later, so big requests hold the worker (and, in Python code, the
+    interpreter lock the event loop needs too) about ``share`` of the time at most while others
+    wait; alone, they run back to back. A job whose request is cancelled while it waits (its
+    client hung up) never runs.
     """
 
-    def __init__(self, load: Load, share: float = 0.2) -> None:
+    def __init__(self, load: Load, share: float = 0.1) -> None:
         self.load = load
         self.share = share
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seqrec-offload")
@@ -296,11 +295,11 @@ class Offload:
             wait = self._resume_at - loop.time()
             if wait > 0 and self.load.requests > self.load.big:
                 await asyncio.sleep(wait)
-            cost = [0.0]
+            took = [0.0]  # seconds the job held the worker (0 if it never ran)
             try:
-                return await loop.run_in_executor(self.executor, _timed, cost, fn, *args)
+                return await loop.run_in_executor(self.executor, _timed, took, fn, *args)
             finally:
-                self._resume_at = loop.time() + cost[0] * (1 - self.share) / self.share
+                self._resume_at = loop.time() + took[0] * (1 - self.share) / self.share
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

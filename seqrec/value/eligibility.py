@@ -29,7 +29,8 @@ import torch
 
 from seqrec.data.catalogue import PAD
 from seqrec.errors import ScoringError
-from seqrec.rank import Filters, apply_filters, item_mask, top_k
+from seqrec.filters import Filters, apply_filters, item_mask
+from seqrec.rank import top_k
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ def rank_eligible(
 
     The scores go into one ``(1, n_items + 1) float64`` row over catalogue positions (catalogue
     position ``i`` at column ``i + 1``; column 0 is PAD); the eligibility mask sets every
-    ineligible item (and PAD) to ``-inf`` through :func:`seqrec.rank.apply_filters` *before*
+    ineligible item (and PAD) to ``-inf`` through :func:`seqrec.filters.apply_filters` *before*
     ranking. Kept float64, so distinct scores are never merged into ties by a float32 cast.
 
     Args:
