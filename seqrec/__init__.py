@@ -58,6 +58,7 @@ _MODULE_OF = {
     "ScoringError": "errors",
     "OutputExistsError": "errors",
     "ResumeError": "errors",
+    "MissingDependencyError": "errors",
 }
 
 __all__ = [
@@ -67,6 +68,7 @@ __all__ = [
     "FitResult",
     "HeldOut",
     "MetricReport",
+    "MissingDependencyError",
     "ModelDirectoryError",
     "NotFittedError",
     "OutputExistsError",
@@ -113,6 +115,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
     from seqrec.data.sequences import Dataset, HeldOut, Sequences
     from seqrec.data.split import leave_one_out, time_split
     from seqrec.errors import (
+        MissingDependencyError,
         ModelDirectoryError,
         NotFittedError,
         OutputExistsError,

@@ -74,3 +74,8 @@ class OutputExistsError(SeqrecError, FileExistsError):
 class ResumeError(SeqrecError, ValueError):
     """A ``resume`` that cannot continue the run it names (no checkpoint, or another config or
     data set than the checkpoint was trained with). Nothing was changed."""
+
+
+class MissingDependencyError(SeqrecError, ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it
+    (e.g. ``pip install 'seqrec[ann]'``)."""

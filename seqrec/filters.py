@@ -154,3 +154,53 @@ def apply_filters(scores: Tensor, filters: Filters | None = None, start: int = 0
     if start == 0:
         scores[:, PAD] = neg_inf
     return scores
+
+
+def _members(sets: ItemSets, items: Tensor) -> Tensor:
+    """``(n_rows, n_candidates)`` bool: whether each candidate is in its row's set."""
+    rows, entries = sets.flat()
+    if len(entries) == 0:
+        return torch.zeros(items.shape, dtype=torch.bool)
+    # (row, item) pairs as one int64 key, so membership is one sorted search
+    base = int(max(entries.max(), int(items.max()) if items.numel() else 0)) + 1
+    keys = rows * base + entries
+    candidates = np.arange(items.shape[0])[:, None] * base + items.numpy()
+    return torch.from_numpy(np.isin(candidates, keys))
+
+
+def eligible_candidates(items: Tensor, filters: Filters | None = None) -> Tensor:
+    """Which candidate items each list may contain: the masks of :func:`apply_filters`, read at
+    given items instead of over catalogue columns (for candidates from an approximate index).
+
+    Args:
+        items: ``(n_rows, n_candidates)`` int64 item indices on CPU, row-aligned with
+            ``filters``; PAD (0) marks an empty slot.
+        filters: seen / include / exclude (see :class:`Filters`); None masks PAD only.
+
+    Returns:
+        ``(n_rows, n_candidates)`` bool, True where :func:`apply_filters` would keep the item's
+        score; always False at PAD.
+
+    Raises:
+        ValueError: per-row filters with another number of rows than ``items``.
+    """
+    filters = filters or Filters()
+    for name in ("seen", "include", "exclude"):
+        part = getattr(filters, name)
+        if isinstance(part, ItemSets) and part.n_rows != items.shape[0]:
+            raise ValueError(f"filters.{name}: {part.n_rows} rows for {items.shape[0]} rows")
+    keep = items != PAD
+    if filters.seen is not None:
+        keep &= ~_members(filters.seen, items)
+    if isinstance(filters.include, ItemSets):
+        allowed = _members(filters.include, items)
+        if filters.include_rows is not None:
+            allowed[torch.from_numpy(~np.asarray(filters.include_rows, dtype=bool))] = True
+        keep &= allowed
+    elif filters.include is not None:
+        keep &= filters.include.cpu()[items]
+    if isinstance(filters.exclude, ItemSets):
+        keep &= ~_members(filters.exclude, items)
+    elif filters.exclude is not None:
+        keep &= ~filters.exclude.cpu()[items]
+    return keep

@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -21,6 +22,7 @@ from torch import Tensor
 from seqrec.data.catalogue import PAD, IdIndex
 from seqrec.data.sequences import Sequences
 from seqrec.errors import NotFittedError, UnknownUserError
+from seqrec.ann import Retrieval, rank_rows_ann, use_index
 from seqrec.filters import Filters, ItemSets, item_mask
 from seqrec.rank import TopK, rank_rows
 
@@ -121,7 +123,10 @@ def _filters(data: Fitted, include_items: Iterable[Any] | None,
     return masks[0], masks[1]
 
 
-def _check_policy(on_unknown_user: str) -> None:
+def _check_options(model: Any, on_unknown_user: str, retrieval: str) -> None:
+    """Options checked before any work: the unknown-user policy and ``retrieval`` (see
+    :func:`seqrec.ann.use_index`)."""
+    use_index(retrieval, getattr(model, "ann_index", None), fitted_state(model).n_items)
     if on_unknown_user not in ("error", "popular", "skip"):
         raise ValueError(f"on_unknown_user={on_unknown_user!r}: expected 'error', 'popular' "
                          "or 'skip'")
@@ -150,10 +155,10 @@ def recommend_users(model: Any, users: Iterable[Any], k: int = 10, *, filter_vie
                     include_items: Iterable[Any] | None = None,
                     exclude_items: Iterable[Any] | None = None,
                     on_unknown_user: UnknownPolicy = "error",
-                    batch_size: int = 1024) -> pd.DataFrame:
+                    batch_size: int = 1024, retrieval: Retrieval = "auto") -> pd.DataFrame:
     """Top-``k`` for known users by external id; see :meth:`SequentialRecommender.recommend`."""
     data = fitted_state(model)
-    _check_policy(on_unknown_user)
+    _check_options(model, on_unknown_user, retrieval)
     user_list = np.asarray(list(users), dtype=object)
     user_idx = data.user_index.to_index(user_list, unknown="pad")
     rows = data.history_rows()[user_idx]  # -1 (the extra entry) for unknown ids
@@ -168,7 +173,7 @@ def recommend_users(model: Any, users: Iterable[Any], k: int = 10, *, filter_vie
     rows = np.where(unknown, h.n_sequences, rows)
     histories = ItemSets(h.items, offsets, rows)
     best = _rank(model, data, histories, k, filter_viewed, include_items, exclude_items,
-                 fallback=unknown, batch_size=batch_size)
+                 fallback=unknown, batch_size=batch_size, retrieval=retrieval)
     return to_frame(data.catalogue, best, user_list, "user_id")
 
 
@@ -176,11 +181,11 @@ def recommend_histories(model: Any, histories: Sequence[Sequence[Any]], k: int =
                         filter_viewed: bool = True, include_items: Iterable[Any] | None = None,
                         exclude_items: Iterable[Any] | None = None,
                         on_unknown_user: UnknownPolicy = "error",
-                        batch_size: int = 1024) -> pd.DataFrame:
+                        batch_size: int = 1024, retrieval: Retrieval = "auto") -> pd.DataFrame:
     """Top-``k`` for anonymous histories; see
     :meth:`SequentialRecommender.recommend_for_histories`."""
     data = fitted_state(model)
-    _check_policy(on_unknown_user)
+    _check_options(model, on_unknown_user, retrieval)
     indexed = [data.catalogue.to_index(list(h), unknown="pad") for h in histories]
     n_unknown = sum(int((idx < 0).sum()) for idx in indexed)
     if n_unknown:
@@ -199,18 +204,21 @@ def recommend_histories(model: Any, histories: Sequence[Sequence[Any]], k: int =
                       "histories with no known item")
         known, keys, empty = [known[i] for i in keys[~empty]], keys[~empty], empty[~empty]
     best = _rank(model, data, ItemSets.from_lists(known), k, filter_viewed, include_items,
-                 exclude_items, fallback=empty, batch_size=batch_size)
+                 exclude_items, fallback=empty, batch_size=batch_size, retrieval=retrieval)
     return to_frame(data.catalogue, best, keys, "history")
 
 
 def _rank(model: Any, data: Fitted, histories: ItemSets, k: int, filter_viewed: bool,
           include_items: Iterable[Any] | None, exclude_items: Iterable[Any] | None, *,
-          fallback: np.ndarray, batch_size: int) -> TopK:
+          fallback: np.ndarray, batch_size: int, retrieval: str) -> TopK:
+    index = getattr(model, "ann_index", None)
     include, exclude = _filters(data, include_items, exclude_items)
+    approximate = use_index(retrieval, index, data.n_items, include)  # checks retrieval first
     filters = Filters(seen=histories if filter_viewed else None, include=include, exclude=exclude)
-    return rank_rows(HistoryScorer(model, histories), histories.n_rows, data.n_items, k, filters,
-                     lengths=histories.lengths(), fallback=fallback,
-                     fallback_scores=data.popularity_scores(), batch_size=batch_size)
+    rank = partial(rank_rows_ann, index=index) if approximate else rank_rows
+    return rank(HistoryScorer(model, histories), n_rows=histories.n_rows, n_items=data.n_items,
+                k=k, filters=filters, lengths=histories.lengths(), fallback=fallback,
+                fallback_scores=data.popularity_scores(), batch_size=batch_size)
 
 
 @dataclass(frozen=True)
@@ -228,5 +236,8 @@ class HistoryScorer:
 
     def score(self, query: Tensor, start: int, stop: int) -> Tensor:
         return self.model.score_items(query, start, stop)
+
+    def score_candidates(self, query: Tensor, items: Tensor) -> Tensor:
+        return self.model.score_candidates(query, items)
 
 

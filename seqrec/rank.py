@@ -140,6 +140,30 @@ def merge_top_k(first: TopK, second: TopK, k: int) -> TopK:
     return TopK(best.items[:, :k], best.scores[:, :k])
 
 
+def top_k_candidates(scores: Tensor, items: Tensor, k: int) -> TopK:
+    """The top ``k`` of given candidate items per row, under the tie rule (what :func:`top_k`
+    returns when every other item is at ``-inf``).
+
+    Args:
+        scores: ``(n_rows, n_candidates)`` float scores, excluded candidates at ``-inf``.
+        items: ``(n_rows, n_candidates)`` int64 item indices, distinct within a row.
+        k: list length (>= 1).
+
+    Returns:
+        :class:`TopK` with ``min(k, n_candidates)`` columns; PAD and ``-inf`` beyond a row's
+        eligible candidates.
+
+    Raises:
+        ValueError: ``k < 1``.
+        ScoringError: NaN or ``+inf`` among the scores.
+    """
+    if k < 1:
+        raise ValueError(f"k={k}: expected k >= 1")
+    check_finite(scores)
+    best = _ordered(scores, items)
+    return TopK(best.items[:, :k], best.scores[:, :k])
+
+
 def _cut_ties(scores: Tensor, kth: Tensor, k: int, start: int) -> tuple[Tensor, Tensor]:
     """The ``k`` best items of rows whose ``k``-th score is tied with items outside the top-k:
     every item above the tied score, then the tied items with the smallest tie keys.
@@ -255,10 +279,11 @@ def rank_rows(scorer: RowScorer, n_rows: int, n_items: int, k: int,
         assert fallback_scores is not None
         scores = fallback_scores.reshape(1, -1).expand(len(fallback_rows), -1).clone()
         parts.append((fallback_rows, top_k(apply_filters(scores, filters.select(fallback_rows)), k)))
-    return _in_row_order(parts, n_rows, min(k, n_items))
+    return in_row_order(parts, n_rows, min(k, n_items))
 
 
-def _in_row_order(parts: list[tuple[np.ndarray, TopK]], n_rows: int, width: int) -> TopK:
+def in_row_order(parts: list[tuple[np.ndarray, TopK]], n_rows: int, width: int) -> TopK:
+    """One :class:`TopK` of ``n_rows`` rows of ``width`` columns from ``(rows, lists)`` parts."""
     items = torch.zeros(n_rows, width, dtype=torch.int64)
     scores = torch.full((n_rows, width), float("-inf"))
     for rows, best in parts:

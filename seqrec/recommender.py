@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from seqrec.ann import ItemIndex, Retrieval
 from seqrec.build import Parts, build_parts
 from seqrec.checkpoint import FitResult
 from seqrec.config import Config, Runtime, preset
@@ -39,7 +40,7 @@ from seqrec.lists import (
 )
 from seqrec.popular import PopularRecommender
 from seqrec.rank import TopK, rank_rows
-from seqrec.train import OnBatch, OnEpoch, fit
+from seqrec.train import OnBatch, OnEpoch, fit, launch, make_fabric
 
 
 class SequentialRecommender:
@@ -59,6 +60,7 @@ class SequentialRecommender:
         fitted: ids, histories and item counts once fitted or loaded (None before).
         fit_result: what :meth:`fit` did (None for a loaded model).
         metadata: ``model.json`` of a loaded model (None otherwise).
+        ann_index: approximate item index (:mod:`seqrec.ann`), saved with the model.
 
     Example:
         >>> model = SequentialRecommender(preset("esasrec", dim=64))  # doctest: +SKIP
@@ -76,6 +78,7 @@ class SequentialRecommender:
         self.fit_result: FitResult | None = None
         self.metadata: dict[str, Any] | None = None
         self._unit_embeddings: Tensor | None = None
+        self.ann_index: ItemIndex | None = None
 
     # ---- state -------------------------------------------------------------------------------
     n_items = fitted_field("n_items")
@@ -99,7 +102,8 @@ class SequentialRecommender:
     def fit(self, dataset: Dataset, train: Sequences | None = None,
             validation: HeldOut | None = None, *, checkpoint_dir: str | Path | None = None,
             resume: bool = False, progress: bool = False, fabric: Any = None, eval_k: int = 10,
-            on_epoch: OnEpoch | None = None, on_batch: OnBatch | None = None) -> FitResult:
+            on_epoch: OnEpoch | None = None, on_batch: OnBatch | None = None,
+            sharded: bool = False) -> FitResult:
         """Train on ``train`` sequences (default: all of ``dataset``), early-stopping on
         ``validation`` NDCG@``eval_k`` (full ranking, seen items filtered) if given.
 
@@ -113,6 +117,10 @@ class SequentialRecommender:
             eval_k: cutoff of the validation NDCG.
             on_epoch / on_batch: callbacks with an :class:`~seqrec.checkpoint.EpochRecord` /
                 :class:`~seqrec.train.BatchRecord` (see :func:`seqrec.train.fit`).
+            sharded: ``dataset`` is this process's shard of users of a larger log
+                (:func:`seqrec.data.partitioned.read_shard`, indexed with the whole log's
+                catalogue); batches are not split across processes and the validation NDCG is
+                the mean over every process's users.
 
         Returns:
             :class:`~seqrec.checkpoint.FitResult`.
@@ -121,18 +129,28 @@ class SequentialRecommender:
         self.fitted = Fitted(dataset.catalogue, dataset.user_index, train,
                              train.item_counts(dataset.n_items), dataset.item_info)
         self._unit_embeddings = None
+        self.ann_index = None  # built from the old item table
         # initial weights follow config.seed, not whatever the global generator holds
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
             parts = build_parts(self.config, dataset.n_items)
         self.parts = parts if self.parts_override is None else self.parts_override(parts)
+        if sharded and fabric is None:
+            fabric = launch(make_fabric(self.runtime))
         validate = None
-        if validation is not None and validation.targets.n_sequences:
+        # a shard may hold no validation user: it must still join the others' all-reduce
+        if validation is not None and (validation.targets.n_sequences or sharded):
             from seqrec.evaluation import evaluate
 
             def validate(_encoder: torch.nn.Module) -> float:
-                report = evaluate(self, validation, k=eval_k, metrics=("ndcg",))
-                return report.means[f"ndcg@{eval_k}"]
+                users = float(validation.targets.n_sequences)
+                ndcg = (evaluate(self, validation, k=eval_k, metrics=("ndcg",))
+                        .means[f"ndcg@{eval_k}"] if users else 0.0)
+                if not sharded or fabric.world_size == 1:
+                    return ndcg
+                # the mean over every process's users
+                total = fabric.all_reduce(torch.tensor([ndcg * users, users]), reduce_op="sum")
+                return float(total[0] / max(float(total[1]), 1.0))
 
         if progress:
             from seqrec.progress import TrainingProgress
@@ -143,7 +161,7 @@ class SequentialRecommender:
         self.fit_result = fit(self.parts, self.config, train.items, train.offsets,
                               validate=validate, checkpoint_dir=checkpoint_dir, resume=resume,
                               fabric=fabric, runtime=self.runtime, on_epoch=on_epoch,
-                              on_batch=on_batch)
+                              on_batch=on_batch, sharded=sharded)
         return self.fit_result
 
     # ---- scoring -----------------------------------------------------------------------------
@@ -183,6 +201,15 @@ class SequentialRecommender:
             scores[:, 0] = float("-inf")
         return scores
 
+    def score_candidates(self, hidden: Tensor, items: Tensor) -> Tensor:
+        """``(n, n_candidates)`` float32 CPU scores of ``items (n, n_candidates)`` int64 for
+        ``hidden (n, dim)``; PAD ``-inf`` (:meth:`score_items`' up to summation order)."""
+        assert self.parts is not None
+        table = self.parts.encoder.candidate_embeddings()
+        with torch.no_grad():  # (n, n_candidates, dim) @ (n, dim, 1)
+            scores = (table[items.to(table.device)].float() @ hidden.float()[:, :, None]).cpu()
+        return scores.squeeze(-1).masked_fill(items == 0, float("-inf"))
+
     def score_block(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> Tensor:
         """Full-catalogue scores of histories ``rows`` of the CSR arrays: ``(len(rows),
         n_items + 1)`` float32 on CPU; PAD column ``-inf``."""
@@ -205,7 +232,7 @@ class SequentialRecommender:
                   include_items: Iterable[Any] | None = None,
                   exclude_items: Iterable[Any] | None = None,
                   on_unknown_user: UnknownPolicy = "error",
-                  batch_size: int = 1024) -> pd.DataFrame:
+                  batch_size: int = 1024, retrieval: Retrieval = "auto") -> pd.DataFrame:
         """Top-``k`` items for known users (external ids), filters applied before ranking.
 
         Args:
@@ -219,6 +246,9 @@ class SequentialRecommender:
                 most popular eligible items (score ``log(1 + count)``); ``"skip"`` leaves them
                 out with a warning that counts them.
             batch_size: users scored per model call.
+            retrieval: ``"exact"`` scores every item; ``"ann"`` takes candidates from
+                ``ann_index`` (filters, scores stay exact: :mod:`seqrec.ann`); ``"auto"`` uses
+                it when there is one and the catalogue is large (``auto_min_items``).
 
         Returns:
             DataFrame ``(user_id, item_id, score, rank)`` in external ids, rank 1-based, users
@@ -231,19 +261,21 @@ class SequentialRecommender:
         """
         return recommend_users(self, users, k, filter_viewed=filter_viewed,
                                include_items=include_items, exclude_items=exclude_items,
-                               on_unknown_user=on_unknown_user, batch_size=batch_size)
+                               on_unknown_user=on_unknown_user, batch_size=batch_size,
+                               retrieval=retrieval)
 
     def recommend_for_histories(self, histories: Sequence[Sequence[Any]], k: int = 10, *,
                                 filter_viewed: bool = True,
                                 include_items: Iterable[Any] | None = None,
                                 exclude_items: Iterable[Any] | None = None,
                                 on_unknown_user: UnknownPolicy = "error",
-                                batch_size: int = 1024) -> pd.DataFrame:
+                                batch_size: int = 1024,
+                                retrieval: Retrieval = "auto") -> pd.DataFrame:
         """Top-``k`` for anonymous histories (lists of external item ids, oldest first).
 
         Unknown item ids inside a history are dropped, with one warning that counts them. A
         history with no known item (empty, or all unknown) is treated as an unknown user:
-        ``on_unknown_user`` decides (error / popular items / skip).
+        ``on_unknown_user`` decides (error / popular items / skip); options as in :meth:`recommend`.
 
         Returns:
             DataFrame ``(history, item_id, score, rank)``; ``history`` is the position of the
@@ -254,7 +286,8 @@ class SequentialRecommender:
         """
         return recommend_histories(self, histories, k, filter_viewed=filter_viewed,
                                    include_items=include_items, exclude_items=exclude_items,
-                                   on_unknown_user=on_unknown_user, batch_size=batch_size)
+                                   on_unknown_user=on_unknown_user, batch_size=batch_size,
+                                   retrieval=retrieval)
 
     def similar_items(self, items: Iterable[Any], k: int = 10) -> pd.DataFrame:
         """Item-to-item neighbours by cosine similarity of the item embeddings.

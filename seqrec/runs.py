@@ -45,6 +45,7 @@ from seqrec.files import clean_leftovers, recover_dir, replace_dir, write_atomic
 from seqrec.model_dir import load_model, save_model
 from seqrec.popular import PopularRecommender
 from seqrec.recommender import Recommender, SequentialRecommender
+from seqrec.sharded import SHARDED_METRICS, gather_fitted, global_fingerprint, global_means
 from seqrec.train import OnBatch, OnEpoch, launch, make_fabric
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,24 @@ def _publish(stage: Path, out: Path) -> None:
     shutil.rmtree(stage, ignore_errors=True)
 
 
+def _finish_sharded(out: Path, stage: Path, model: Any, shard: Dataset, split: Split | None,
+                    eval_k: int, fabric: Any) -> RunResult | None:
+    """Test metrics over every process's users, every user's histories on rank 0, publish."""
+    metrics: dict[str, float] = {}
+    if split is not None:
+        n_users = split.test.targets.n_sequences
+        means = (evaluate(model, split.test, k=eval_k, metrics=SHARDED_METRICS).means if n_users
+                 else {f"{m}@{eval_k}": 0.0 for m in SHARDED_METRICS})
+        metrics = global_means(fabric, means, n_users)
+    fitted = gather_fitted(fabric, shard, model.config.max_seq_len)
+    if fitted is None:
+        return None
+    model.fitted = fitted
+    save_model(model, stage / "model", metrics=metrics)
+    _publish(stage, out)
+    return RunResult(out, model, metrics, model.fit_result)
+
+
 def _publish_leftover(stage: Path, out: Path) -> RunResult | None:
     """Publish the finished model a killed run staged (on one process only: under ``torchrun``
     every rank runs this, and ``RANK`` tells them apart)."""
@@ -199,7 +218,7 @@ def train_and_save(out: str | Path, dataset: Dataset, config: Config | None = No
                    split: Split | None = None, runtime: Runtime | None = None,
                    resume: bool = False, force: bool = False, on_epoch: OnEpoch | None = None,
                    on_batch: OnBatch | None = None, eval_k: int = 10,
-                   fabric: Any = None) -> RunResult | None:
+                   fabric: Any = None, sharded: bool = False) -> RunResult | None:
     """Train a model, evaluate it and publish its model directory at ``out`` atomically.
 
     Args:
@@ -216,6 +235,11 @@ def train_and_save(out: str | Path, dataset: Dataset, config: Config | None = No
         on_epoch / on_batch: progress callbacks (see :func:`seqrec.train.fit`).
         eval_k: cutoff of the test metrics and of validation.
         fabric: a Fabric the caller made and launched (overrides ``runtime``'s devices).
+        sharded: ``dataset`` (and ``split``) hold only this process's users of a larger log
+            (:func:`seqrec.data.partitioned.read_shard`, after launching ``fabric``): training
+            steps on each process's own users, the test metrics are the per-user accuracy
+            metrics over every process's users (:data:`seqrec.sharded.SHARDED_METRICS`), and the
+            published model serves every user's last ``max_seq_len`` items, gathered on rank 0.
 
     Returns:
         :class:`RunResult` on the process of global rank 0; None on the other processes.
@@ -231,7 +255,13 @@ def train_and_save(out: str | Path, dataset: Dataset, config: Config | None = No
     runtime.apply_threads()
     if config is None and resume:
         raise ValueError("resume: the popular baseline has no training to resume")
+    if sharded and fabric is None:
+        if config is None:
+            raise ValueError("sharded: the popular baseline trains on one process")
+        fabric = launch(make_fabric(runtime))
     fingerprint = data_fingerprint(dataset, split)
+    if sharded:
+        fingerprint = global_fingerprint(fabric, fingerprint)
     if resume:
         assert config is not None
         _check_resume(out, config, fingerprint)
@@ -253,7 +283,9 @@ def train_and_save(out: str | Path, dataset: Dataset, config: Config | None = No
         model.fit(dataset, None if split is None else split.train,
                   None if split is None else split.validation, checkpoint_dir=stage,
                   resume=resume, fabric=fabric, eval_k=eval_k, on_epoch=on_epoch,
-                  on_batch=on_batch)
+                  on_batch=on_batch, sharded=sharded)
+    if sharded:
+        return _finish_sharded(out, stage, model, dataset, split, eval_k, fabric)
     if not rank0:
         return None
     metrics = {} if split is None else evaluate(model, split.test, k=eval_k).means

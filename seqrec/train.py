@@ -209,7 +209,8 @@ def fit(parts: Parts, config: Config, items: np.ndarray, offsets: np.ndarray, *,
         validate: Callable[[nn.Module], float] | None = None,
         checkpoint_dir: str | Path | None = None, resume: bool = False,
         fabric: Fabric | None = None, runtime: Runtime | None = None,
-        on_epoch: OnEpoch | None = None, on_batch: OnBatch | None = None) -> FitResult:
+        on_epoch: OnEpoch | None = None, on_batch: OnBatch | None = None,
+        sharded: bool = False) -> FitResult:
     """Train ``parts.encoder`` in place on CSR sequences and keep the best weights.
 
     Args:
@@ -229,6 +230,11 @@ def fit(parts: Parts, config: Config, items: np.ndarray, offsets: np.ndarray, *,
             global rank 0 only).
         on_batch: called after every optimisation step with its :class:`BatchRecord`, on every
             process (``record.rank`` tells them apart).
+        sharded: every process holds its own sequences (e.g. its users of a partitioned log,
+            :func:`seqrec.data.partitioned.read_shard`) instead of all of them: its batches are
+            not split across processes, and every process takes as many steps per epoch as the
+            process with the fewest batches (DDP all-reduces gradients in lock step). The
+            ``validate`` callback must then return the metric over all processes.
 
     Returns:
         :class:`~seqrec.checkpoint.FitResult`.
@@ -265,7 +271,8 @@ def fit(parts: Parts, config: Config, items: np.ndarray, offsets: np.ndarray, *,
         if _out_of_patience(config, state, validate):
             break
         loss, seconds, rate = _run_epoch(module, parts, config, items, offsets, lengths,
-                                         optimizers, fabric, epoch, targets_per_batch, on_batch)
+                                         optimizers, fabric, epoch, targets_per_batch, on_batch,
+                                         sharded)
         metric = None
         if validate is not None:
             parts.encoder.eval()
@@ -300,14 +307,19 @@ def _out_of_patience(config: Config, state: TrainState, validate: object) -> boo
 def _run_epoch(module: nn.Module, parts: Parts, config: Config, items: np.ndarray,
                offsets: np.ndarray, lengths: np.ndarray,
                optimizers: list[torch.optim.Optimizer], fabric: Fabric, epoch: int,
-               targets_per_batch: float | None,
-               on_batch: OnBatch | None) -> tuple[float, float, float]:
+               targets_per_batch: float | None, on_batch: OnBatch | None,
+               sharded: bool = False) -> tuple[float, float, float]:
     # every source of randomness is a function of (seed, epoch): resuming reproduces the run
     rng = np.random.default_rng([config.seed, epoch])
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
     torch.manual_seed(config.seed * 7_919 + epoch)  # dropout
     batches = bucketed_batches(lengths, config.batch_size, rng, config.bucket_batches)
-    batches = shard(batches, fabric.global_rank, fabric.world_size)
+    if not sharded:
+        batches = shard(batches, fabric.global_rank, fabric.world_size)
+    elif fabric.world_size > 1:  # own data on every process: as many steps as the fewest
+        fewest = fabric.all_reduce(torch.tensor(len(batches)),
+                                   reduce_op=torch.distributed.ReduceOp.MIN)
+        batches = batches[: int(fewest)]
     module.train()
     start, total, n_seq = time.perf_counter(), 0.0, 0
     for i, rows in enumerate(batches):

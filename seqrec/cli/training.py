@@ -167,6 +167,10 @@ def train(
     num_nodes: Annotated[int | None, typer.Option(
         "--num-nodes", min=1, help="Machines; see docs/cli.md for the launch command.")] = None,
     threads: ThreadsOpt = None,
+    shard_users: Annotated[bool, typer.Option(
+        "--shard-users", help="With several processes (--devices / --num-nodes) and --data a "
+        "partitioned Parquet directory: each process reads only its own users (a stable hash "
+        "of the user id), so no process holds the whole log. --split loo or none.")] = False,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the interrupted (or finished) run of --out from its last "
         "checkpoint, with its saved config (only --set epochs / patience may change) and the "
@@ -214,8 +218,18 @@ def train(
         config = make_config(preset_name or "esasrec", config_file, sets)
     hardware = {"accelerator": value(accelerator), "devices": devices, "num_nodes": num_nodes}
     runtime = Runtime(threads=threads, **{k: v for k, v in hardware.items() if v is not None})
+    fabric = None
+    if shard_users:
+        fabric = _sharded_launch(data, fmt_, split, runtime, is_popular)
+    elif runtime.world_size > 1 and not is_popular:
+        from seqrec.train import launch, make_fabric
 
-    dataset = load_data(data, fmt_, user_col, item_col, timestamp_col)
+        fabric = launch(make_fabric(runtime))  # from here on, one process per device runs this
+    quiet = quiet or (fabric is not None and fabric.global_rank != 0)
+    if shard_users:
+        dataset = _read_shard(data, fabric, user_col, item_col, timestamp_col)
+    else:
+        dataset = load_data(data, fmt_, user_col, item_col, timestamp_col)
     parts = make_split(dataset, split, test_days, test_fraction)
     out_console = console()
     if not quiet:
@@ -226,7 +240,8 @@ def train(
     on_epoch, on_batch = progress_callbacks(quiet, progress)
     try:
         result = train_and_save(out, dataset, config, split=parts, runtime=runtime,
-                                resume=resume, force=force, on_epoch=on_epoch, on_batch=on_batch)
+                                resume=resume, force=force, on_epoch=on_epoch, on_batch=on_batch,
+                                fabric=fabric, sharded=shard_users)
     except ResumeError as error:
         raise CliError(f"--resume: {message(error)}") from None
     if result is None:  # a DDP process other than rank 0
@@ -239,3 +254,37 @@ def train(
         typer.echo(f"best epoch {best.best_epoch} of {len(best.history)} "
                    f"(validation ndcg@10 {fmt(best.best_metric)})", err=True)
     typer.echo(f"model saved to {out}")
+
+
+def _sharded_launch(data: Path | None, fmt_: object, split: str, runtime: Any,
+                    is_popular: bool) -> Any:
+    """Check --shard-users' options, then start (or join) the training processes."""
+    from seqrec.train import launch, make_fabric
+
+    if is_popular:
+        raise CliError("--shard-users: the popular baseline trains on one process")
+    if runtime.world_size < 2:
+        raise CliError("--shard-users: needs several processes (--devices / --num-nodes)")
+    if data is None or not data.is_dir() or value(fmt_) != "parquet":
+        raise CliError("--shard-users: --data must be a directory of Parquet files "
+                       "(--format parquet)")
+    if split == "time":
+        raise CliError("--shard-users: --split time needs one cutoff for all shards; use "
+                       "--split loo or none")
+    return launch(make_fabric(runtime))
+
+
+def _read_shard(data: Path, fabric: Any, user_col: str | None, item_col: str | None,
+                timestamp_col: str | None) -> Any:
+    """This process's users of the partitioned log at ``data``, with the whole log's items."""
+    from seqrec.data.partitioned import read_shard, scan_items
+
+    time_col = timestamp_col or "timestamp"
+    try:
+        catalogue = scan_items(data, item_col or "item_id")
+        return read_shard(data, rank=fabric.global_rank, world_size=fabric.world_size,
+                          catalogue=catalogue, user_col=user_col or "user_id",
+                          item_col=item_col or "item_id",
+                          timestamp_col=None if time_col.lower() == "none" else time_col)
+    except (ValueError, OSError) as error:
+        raise CliError(f"--data {data}: {message(error)}") from None

@@ -17,7 +17,8 @@ from seqrec.data.sequences import Dataset, IdIndex, Sequences
 logger = logging.getLogger(__name__)
 
 
-def build_dataset(interactions: pd.DataFrame, item_info: pd.DataFrame | None = None) -> Dataset:
+def build_dataset(interactions: pd.DataFrame, item_info: pd.DataFrame | None = None, *,
+                  catalogue: IdIndex | None = None) -> Dataset:
     """Map ids to contiguous indices and order each user's interactions by time.
 
     Index assignment: external ids are **sorted** (numerically for integer ids, lexicographically
@@ -37,13 +38,17 @@ def build_dataset(interactions: pd.DataFrame, item_info: pd.DataFrame | None = N
         item_info: optional per-item table indexed by external item id (e.g. ``title``,
             ``genres``). It is reindexed to catalogue order; items it lacks get missing values and
             rows for items outside the log are dropped.
+        catalogue: index items with this catalogue instead of the log's own items (e.g. the
+            catalogue of a whole partitioned log, :func:`seqrec.data.partitioned.scan_items`,
+            so that every process's shard numbers items alike).
 
     Returns:
         A :class:`Dataset` whose ``sequences`` hold ``(n_interactions,)`` int64 item indices in
         ``1..n_items`` and int64 timestamps, with ``users == arange(n_users)``.
 
     Raises:
-        ValueError: the table is empty, a column is missing, or ids/timestamps hold nulls.
+        ValueError: the table is empty, a column is missing, ids/timestamps hold nulls, or an
+            item is missing from ``catalogue`` (the count and a few ids are named).
     """
     for column in (USER_ID, ITEM_ID, TIMESTAMP):
         if column not in interactions.columns:
@@ -53,7 +58,10 @@ def build_dataset(interactions: pd.DataFrame, item_info: pd.DataFrame | None = N
     if len(interactions) == 0:
         raise ValueError("build_dataset: interactions are empty")
     user_codes, user_ids = _factorize(interactions[USER_ID], USER_ID)
-    item_codes, item_ids = _factorize(interactions[ITEM_ID], ITEM_ID)
+    if catalogue is None:
+        item_codes, item_ids = _factorize(interactions[ITEM_ID], ITEM_ID)
+    else:
+        item_codes, item_ids = _codes_in(interactions[ITEM_ID], catalogue), catalogue.ids
     timestamps = interactions[TIMESTAMP].to_numpy()
     if not np.issubdtype(timestamps.dtype, np.integer):
         raise ValueError(
@@ -71,7 +79,7 @@ def build_dataset(interactions: pd.DataFrame, item_info: pd.DataFrame | None = N
         users=np.arange(len(user_ids), dtype=np.int64),
         timestamps=timestamps[order],
     )
-    catalogue = IdIndex(item_ids, start=1)
+    catalogue = IdIndex(item_ids, start=1) if catalogue is None else catalogue
     info = None
     if item_info is not None:
         info = item_info.reindex(pd.Index(item_ids, name=item_info.index.name or ITEM_ID))
@@ -106,6 +114,20 @@ def _factorize(values: pd.Series, name: str) -> tuple[np.ndarray, np.ndarray]:
     if uniques.dtype.kind not in "iu":
         uniques = uniques.astype(object)
     return codes.astype(np.int64, copy=False), uniques
+
+
+def _codes_in(values: pd.Series, catalogue: IdIndex) -> np.ndarray:
+    """0-based positions of ``values`` in ``catalogue`` (index - 1), vectorised."""
+    if values.isna().any():
+        raise ValueError(f"build_dataset: column {ITEM_ID!r} has {int(values.isna().sum())} nulls")
+    codes = pd.Index(catalogue.ids).get_indexer(values.to_numpy(
+        np.int64 if catalogue.int_ids and pd.api.types.is_integer_dtype(values.dtype) else object))
+    missing = codes < 0
+    if missing.any():
+        shown = values.to_numpy(object)[missing][:5].tolist()
+        raise ValueError(f"build_dataset: {int(missing.sum()):,} interactions with items outside "
+                         f"the given catalogue, e.g. {shown}")
+    return codes.astype(np.int64)
 
 
 def _user_time_order(user_codes: np.ndarray, timestamps: np.ndarray, n_users: int) -> np.ndarray:

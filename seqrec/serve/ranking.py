@@ -166,15 +166,16 @@ class _Unit:
     loaded: LoadedModel
     jobs: list[Job]
     future: asyncio.Future = field(repr=False)
+    passed_over: int = 0
 
 
 class Scorer:
     """Runs jobs on one compute thread, micro-batching concurrent requests if asked.
 
-    With ``micro_batch`` a collector task takes every request queued at that moment (up to
-    ``max_rows`` rows, waiting at most ``wait_s`` for more) and ranks them with one model call;
-    a request's rows are never split across calls. Requests whose client went away before their
-    turn are not scored.
+    With ``micro_batch`` a collector task takes the requests queued at that moment (waiting at
+    most ``wait_s`` for more), smallest first up to ``max_rows`` rows (see :meth:`_pick`), and
+    ranks them with one model call; a request's rows are never split across calls. Requests
+    whose client went away before their turn are not scored.
     """
 
     def __init__(self, micro_batch: bool, max_rows: int, wait_s: float) -> None:
@@ -202,24 +203,44 @@ class Scorer:
     async def _collect(self) -> None:
         assert self._queue is not None
         queue, loop = self._queue, asyncio.get_running_loop()
+        pending: list[_Unit] = []  # queued, oldest first
         while True:
-            units = [await queue.get()]
-            rows = len(units[0].jobs)
+            if not pending:
+                pending.append(await queue.get())
             deadline = loop.time() + self.wait_s
-            while rows < self.max_rows:
+            while True:
                 try:
-                    unit = queue.get_nowait()
+                    pending.append(queue.get_nowait())
+                    continue
                 except asyncio.QueueEmpty:
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    try:
-                        unit = await asyncio.wait_for(queue.get(), remaining)
-                    except TimeoutError:
-                        break
+                    pass
+                remaining = deadline - loop.time()
+                if remaining <= 0 or sum(len(u.jobs) for u in pending) >= self.max_rows:
+                    break
+                try:
+                    pending.append(await asyncio.wait_for(queue.get(), remaining))
+                except TimeoutError:
+                    break
+            pending = [unit for unit in pending if not unit.future.done()]
+            if pending:
+                units = self._pick(pending)
+                chosen = {id(unit) for unit in units}
+                pending = [unit for unit in pending if id(unit) not in chosen]
+                await self._run(units)
+
+    def _pick(self, pending: list[_Unit]) -> list[_Unit]:
+        """Requests with the fewest rows first, up to ``max_rows``: a burst of big batch requests
+        does not hold up single ones. A request passed over twice goes first (oldest first), so
+        none waits forever."""
+        order = sorted(pending, key=lambda u: (u.passed_over < 2, len(u.jobs)))  # stable: age
+        units, rows = [order[0]], len(order[0].jobs)
+        for unit in order[1:]:
+            if rows + len(unit.jobs) <= self.max_rows:
                 units.append(unit)
                 rows += len(unit.jobs)
-            await self._run([unit for unit in units if not unit.future.done()])
+            else:
+                unit.passed_over += 1
+        return units
 
     async def _run(self, units: list[_Unit]) -> None:
         loop = asyncio.get_running_loop()
