@@ -29,7 +29,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "item_updates": ("sparse", "dense"),
 }
 
-RUNTIME_KEYS = ("accelerator", "devices", "num_nodes", "precision", "threads")
+RUNTIME_KEYS = ("accelerator", "devices", "num_nodes", "precision", "threads", "compile")
 """Settings of the machine a run happens on (:class:`Runtime`): never part of a model's config."""
 
 _RETIRED_KEYS = ("eval_batch_size",)
@@ -208,6 +208,8 @@ class Runtime:
         precision: Lightning precision: ``"32-true"``, ``"bf16-mixed"``, ``"16-mixed"`` or
             ``"auto"`` (bf16-mixed on CUDA, 32-true on CPU).
         threads: torch intra-op threads for this process (None: torch's default, one per core).
+        compile: train through ``torch.compile`` (worth it on GPUs; on a CPU the compilation
+            usually costs more than it saves on short runs).
 
     Raises:
         ValueError: a bad value, naming the field.
@@ -218,8 +220,11 @@ class Runtime:
     num_nodes: int = 1
     precision: Literal["32-true", "bf16-mixed", "16-mixed", "auto"] = "32-true"
     threads: int | None = None
+    compile: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"runtime compile={self.compile!r}: expected true or false")
         choices = {"accelerator": ("cpu", "cuda", "auto"),
                    "precision": ("32-true", "bf16-mixed", "16-mixed", "auto")}
         for name, allowed in choices.items():

@@ -257,16 +257,17 @@ def fit(parts: Parts, config: Config, items: np.ndarray, offsets: np.ndarray, *,
         log.info("data-parallel training updates the item table densely")
         parts = dataclasses.replace(parts, sparse_items=False)
     torch.manual_seed(config.seed)
-    module = TrainingModule(parts)
-    optimizers = make_optimizers(module, config)
+    plain = TrainingModule(parts)  # checkpoints read and write this one's parameters
+    optimizers = make_optimizers(plain, config)
     state, best_weights = TrainState(), None
     ckpt = Path(checkpoint_dir) / "checkpoint" if checkpoint_dir else None
     found = find_checkpoint(ckpt) if resume and ckpt is not None else None
     if found is not None:
-        state, best_weights = load_checkpoint(found, module, optimizers)
+        state, best_weights = load_checkpoint(found, plain, optimizers)
         log.info("resumed after epoch %d", state.epoch)
     resumed_after = state.epoch
-    module, *optimizers = fabric.setup(module, *optimizers)
+    compiled = torch.compile(plain, dynamic=True) if runtime and runtime.compile else plain
+    module, *optimizers = fabric.setup(compiled, *optimizers)
     for epoch in range(state.epoch + 1, config.epochs + 1):
         if _out_of_patience(config, state, validate):
             break
@@ -289,7 +290,7 @@ def fit(parts: Parts, config: Config, items: np.ndarray, offsets: np.ndarray, *,
         state.epoch = epoch
         log.info("epoch %d loss %.4f %.1fs val_ndcg %s", epoch, loss, seconds, metric)
         if ckpt is not None and fabric.global_rank == 0:
-            save_checkpoint(ckpt, module, optimizers, state, best_weights)
+            save_checkpoint(ckpt, plain, optimizers, state, best_weights)
         fabric.barrier()
         if on_epoch is not None and fabric.global_rank == 0:
             on_epoch(record)

@@ -298,3 +298,29 @@ def test_uniform_target_weighting_scales_the_step_by_targets_over_the_expected_c
         deltas[scale] = [p.detach() - b for p, b in zip(module.parameters(), before, strict=True)]
     for plain, halved in zip(deltas[None], deltas["double"], strict=True):
         torch.testing.assert_close(halved, plain / 2, atol=1e-6, rtol=1e-5)
+
+
+def test_bf16_mixed_precision_trains_on_cpu(pattern, popular_ndcg):
+    from seqrec import Runtime
+
+    dataset, split = pattern
+    model = SequentialRecommender(small_config(epochs=15), runtime=Runtime(precision="bf16-mixed"))
+    result = model.fit(dataset, split.train)
+    assert all(np.isfinite(h.loss) for h in result.history)
+    assert _ndcg(model, split.test) > popular_ndcg + 0.3
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_and_checkpoints_like_eager(pattern, tmp_path):
+    from seqrec import Runtime
+
+    dataset, split = pattern
+    eager = SequentialRecommender(small_config(epochs=2, dropout=0.0, item_dropout=0.0))
+    eager_result = eager.fit(dataset, split.train)
+    compiled = SequentialRecommender(small_config(epochs=2, dropout=0.0, item_dropout=0.0),
+                                     runtime=Runtime(compile=True))
+    compiled_result = compiled.fit(dataset, split.train, checkpoint_dir=tmp_path)
+    assert np.allclose([h.loss for h in compiled_result.history],
+                       [h.loss for h in eager_result.history], rtol=1e-3)
+    assert load_file(tmp_path / "checkpoint" / "weights.safetensors").keys() == {
+        f"encoder.{k}" for k in eager.parts.encoder.state_dict()}
