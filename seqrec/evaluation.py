@@ -11,22 +11,23 @@ those of the lists the recommender would serve for the same histories.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
-import pandas as pd
 import torch
 
 from seqrec.chunks import chunked_ranks
+from seqrec.data.debias import debias_targets
 from seqrec.data.sequences import HeldOut, Sequences
 from seqrec.filters import Filters, ItemSets, apply_filters
+from seqrec.metric_report import build_report, joined_lists
 from seqrec.metrics import (
     LIST_METRICS,
     NOT_RETRIEVED,
     ItemPopularity,
     MetricReport,
-    accuracy_from_ranks,
     as_score_tensor,
     check_items,
     check_request,
@@ -61,7 +62,8 @@ class Scorer(Protocol):
 def evaluate(model: Scorer, heldout: HeldOut, *, k: int | Sequence[int] = 10,
              filter_viewed: bool = True, metrics: Sequence[str] | None = None,
              batch_size: int = 1024, train: Sequences | None = None,
-             chunk: int | None = None) -> MetricReport:
+             chunk: int | None = None, debiased: bool = False, iqr_coef: float = 1.5,
+             debias_seed: int = 0) -> MetricReport:
     """Metrics of ``model`` on ``heldout`` (every catalogue item ranked; never sampled).
 
     Args:
@@ -70,7 +72,10 @@ def evaluate(model: Scorer, heldout: HeldOut, *, k: int | Sequence[int] = 10,
         heldout: histories (model inputs) and targets, row-aligned.
         k: cutoff(s).
         filter_viewed: mask each user's history items before ranking (use with splits that
-            dropped already-seen targets, as the eSASRec paper's protocol does).
+            dropped already-seen targets, as the eSASRec paper's protocol does); with
+            ``False`` (repeat consumption: re-buys count) seen items stay eligible. Targets a
+            user already has in the history can never be hit with ``True``: a warning counts
+            them.
         metrics: metric names (default: all, with ARP and novelty).
         batch_size: users scored per block.
         train: sequences to count item popularity on for ARP and novelty (default: the
@@ -78,6 +83,9 @@ def evaluate(model: Scorer, heldout: HeldOut, *, k: int | Sequence[int] = 10,
         chunk: catalogue items scored at once (default: all of them when their scores fit the
             memory budget of :func:`seqrec.rank.chunk_items`); smaller chunks bound memory at
             the price of scoring each block twice (:mod:`seqrec.chunks`), same metrics.
+        debiased: also report ``dndcg@K``, ``drecall@K``, ``dhit_rate@K`` on targets with
+            over-popular items down-sampled (:func:`seqrec.data.debias.debias_targets` with
+            ``iqr_coef`` and ``debias_seed``), as the eSASRec paper's time-split tables.
 
     Returns:
         :class:`~seqrec.metrics.MetricReport`, equal to the metrics of the lists
@@ -89,6 +97,8 @@ def evaluate(model: Scorer, heldout: HeldOut, *, k: int | Sequence[int] = 10,
     """
     # users in order of history length, so each scored block is padded only to its own longest
     # history (metrics are per user: the order does not change them)
+    if filter_viewed:
+        _warn_unreachable(heldout)
     order = np.argsort(heldout.histories.lengths, kind="stable")
     h = heldout.histories.select(order)
     targets = heldout.targets.select(order)
@@ -108,9 +118,11 @@ def evaluate(model: Scorer, heldout: HeldOut, *, k: int | Sequence[int] = 10,
                                                     else seen.select(rows)))
 
         return evaluate_score_blocks(blocks(), targets, n_items=n_items, k=k,
-                                     item_popularity=popularity, metrics=metrics)
+                                     item_popularity=popularity, metrics=metrics,
+                                     debiased=(iqr_coef, debias_seed) if debiased else None)
     ks, names = check_request(k, metrics, popularity)
     targets = dedupe_targets(check_targets(targets, n_items))
+    kept = debias_targets(targets, iqr_coef, debias_seed) if debiased else None
     list_k = max(ks) if set(names) & set(LIST_METRICS) else None
     ranks, lists = [], []
     for first in range(0, h.n_sequences, batch_size):
@@ -127,8 +139,22 @@ def evaluate(model: Scorer, heldout: HeldOut, *, k: int | Sequence[int] = 10,
         ranks.append(block_ranks)
         if best is not None:
             lists.append(lists_from_top_k(best))
-    return _report(np.concatenate(ranks), targets, _joined(lists) if lists else None, ks, names,
-                   n_items, popularity)
+    return build_report(np.concatenate(ranks), targets, joined_lists(lists) if lists else None,
+                        ks, names, n_items, popularity, kept)
+
+
+def _warn_unreachable(heldout: HeldOut) -> None:
+    """Warn when targets are in their user's history: masked as seen, never hit."""
+    h, t = heldout.histories, heldout.targets
+    width = int(max(h.items.max(initial=0), t.items.max(initial=0))) + 1
+    seen = np.repeat(np.arange(h.n_sequences), h.lengths) * width + h.items
+    wanted = np.repeat(np.arange(t.n_sequences), t.lengths) * width + t.items
+    unreachable = int(np.isin(wanted, seen).sum())
+    if unreachable:
+        warnings.warn(f"{unreachable:,} of {len(t.items):,} targets are already in their user's "
+                      "history and can never be hit with filter_viewed=True (repeat "
+                      "consumption?): use filter_viewed=False, or a split with "
+                      "filter_already_seen=True", stacklevel=3)
 
 
 def evaluate_scores(
@@ -169,7 +195,7 @@ def evaluate_scores(
     targets = dedupe_targets(check_targets(targets, n_items))
     ranks = target_ranks(scores, targets)
     lists = lists_from_top_k(top_k(scores, max(ks))) if set(names) & set(LIST_METRICS) else None
-    return _report(ranks, targets, lists, ks, names, n_items, item_popularity)
+    return build_report(ranks, targets, lists, ks, names, n_items, item_popularity)
 
 
 def evaluate_score_blocks(
@@ -180,6 +206,7 @@ def evaluate_score_blocks(
     k: int | Sequence[int] = 10,
     item_popularity: ItemPopularity | None = None,
     metrics: Sequence[str] | None = None,
+    debiased: tuple[float, int] | None = None,
 ) -> MetricReport:
     """:func:`evaluate_scores` over score blocks that arrive one after another, so the full
     ``(n_rows, n_items + 1)`` matrix never has to exist at once (a model scores a block of
@@ -189,6 +216,7 @@ def evaluate_score_blocks(
         blocks: consecutive ``(block_rows, n_items + 1)`` float score blocks whose rows, in
             order, are the rows of ``targets``.
         targets, n_items, k, item_popularity, metrics: as in :func:`evaluate_scores`.
+        debiased: ``(iqr_coef, seed)`` to add debiased means (see :func:`evaluate`).
 
     Returns:
         the same :class:`MetricReport` as :func:`evaluate_scores` on the stacked blocks.
@@ -211,16 +239,10 @@ def evaluate_score_blocks(
         row += block.shape[0]
     if row != targets.n_sequences:
         raise ValueError(f"score blocks cover {row} rows but targets have {targets.n_sequences}")
-    return _report(np.concatenate(ranks) if ranks else np.zeros(0, np.int64), targets,
-                   _joined(lists) if want_lists else None, ks, names, n_items, item_popularity)
-
-
-def _joined(lists: list[Sequences]) -> Sequences:
-    """Consecutive blocks' lists as one :class:`Sequences`."""
-    lengths = np.concatenate([part.lengths for part in lists])
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    return Sequences(np.concatenate([part.items for part in lists]), offsets,
-                     np.arange(len(lengths)), np.concatenate([part.timestamps for part in lists]))
+    kept = None if debiased is None else debias_targets(targets, *debiased)
+    return build_report(np.concatenate(ranks) if ranks else np.zeros(0, np.int64), targets,
+                        joined_lists(lists) if want_lists else None, ks, names, n_items,
+                        item_popularity, kept)
 
 
 def evaluate_lists(
@@ -279,55 +301,4 @@ def evaluate_lists(
         (sorted_keys[at] == target_keys) if len(sorted_keys) else np.zeros(len(target_keys), bool)
     )
     ranks = np.where(found, positions[sorter][at] if len(sorted_keys) else 0, NOT_RETRIEVED)
-    return _report(ranks.astype(np.int64), targets, lists, ks, names, n_items, item_popularity)
-
-
-def _report(
-    ranks: np.ndarray,
-    targets: Sequences,
-    lists: Sequences | None,
-    ks: list[int],
-    names: list[str],
-    n_items: int,
-    popularity: ItemPopularity | None,
-) -> MetricReport:
-    columns: dict[str, np.ndarray] = {"n_targets": targets.lengths}
-    means: dict[str, float] = {}
-    for k in ks:
-        accuracy = accuracy_from_ranks(ranks, targets.lengths, k)
-        for name in names:
-            if name in accuracy:
-                columns[f"{name}@{k}"] = accuracy[name]
-        if lists is None:
-            continue
-        top = truncate_lists(lists, k)
-        if "coverage" in names:
-            means[f"coverage@{k}"] = len(np.unique(top.items)) / n_items
-        if popularity is not None and ({"arp", "novelty"} & set(names)):
-            rows = np.repeat(np.arange(top.n_sequences), top.lengths)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                share = popularity.share[top.items]
-                information = -np.log2(np.maximum(share, 1.0 / popularity.n_users))
-                if "arp" in names:
-                    columns[f"arp@{k}"] = _row_mean(rows, share, top.lengths)
-                if "novelty" in names:
-                    columns[f"novelty@{k}"] = _row_mean(rows, information, top.lengths)
-    per_user = pd.DataFrame(columns, index=pd.Index(targets.users, name="user"))
-    ordered: dict[str, float] = {}
-    for k in ks:
-        for name in names:
-            key = f"{name}@{k}"
-            if key in means:
-                ordered[key] = means[key]
-            elif key in per_user:
-                values = per_user[key].to_numpy()
-                ordered[key] = (
-                    float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
-                )
-    return MetricReport(per_user, ordered)
-
-
-def _row_mean(rows: np.ndarray, values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    total = np.bincount(rows, weights=values, minlength=len(lengths))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(lengths > 0, total / lengths, np.nan)
+    return build_report(ranks.astype(np.int64), targets, lists, ks, names, n_items, item_popularity)

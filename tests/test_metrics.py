@@ -248,3 +248,25 @@ def test_lists_and_scores_agree_ties_included(n_items, n_rows, k, seed):
     assert by_scores.means.keys() == by_lists.means.keys()
     for name, value in by_scores.means.items():
         assert by_lists.means[name] == pytest.approx(value, abs=1e-12, nan_ok=True), name
+
+
+def test_debiased_metrics_count_a_capped_popular_item_once():
+    from seqrec.evaluation import evaluate_score_blocks
+
+    # 10 users hold item 1 (ranked first for everyone), 6 users hold one of items 2..7 (ranked 5th)
+    scores = np.full((16, 8), 0.0, dtype=np.float32)
+    scores[:, 0] = -INF
+    scores[:, 1] = 9.0
+    scores[:, 2:8] = 1.0
+    scores[:, 0 + 1] = 9.0
+    for row in range(10, 16):  # their item ranks 5th: 1, then three others above it
+        scores[row, 2:8] = 0.5
+        scores[row, [2, 3, 4][:3]] = 2.0
+        scores[row, row - 8] = 1.5
+    targets = _seqs([[1]] * 10 + [[i] for i in range(2, 8)])
+    report = evaluate_score_blocks([torch.from_numpy(scores)], targets, n_items=7, k=1,
+                                   metrics=("hit_rate",), debiased=(1.5, 0))
+    # counts [10, 1 x 6]: Q1 = Q3 = 1, fence 1: item 1 keeps one of its 10 users
+    assert report.means["hit_rate@1"] == pytest.approx(10 / 16)
+    assert report.means["dhit_rate@1"] == pytest.approx(1 / 7)
+    assert report.means["dndcg@1"] == pytest.approx(1 / 7)

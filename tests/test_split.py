@@ -182,3 +182,34 @@ def test_time_split_model_never_sees_an_event_at_or_after_the_cutoff(rows, fract
     removed = r.n_duplicate_targets + r.n_cold_item_targets + r.n_seen_targets
     assert r.n_targets + removed + r.n_cold_user_targets == r.n_events
     assert np.all(np.diff(split.test.targets.users) > 0)
+
+
+def test_time_split_first_targets_keep_only_each_users_first_event_after_the_cutoff():
+    split = time_split(_dataset(TIME_ROWS), cutoff=10 * DAY, validation=False, targets="first",
+                       drop_cold_items=False, drop_cold_users=False)
+    # user 0: 4 (day 11), not the later 4 and 2; user 1: 5; user 2: 3; user 3: 6
+    assert _lists(split.test.targets) == [[4], [5], [3], [6]]
+    with pytest.raises(ValueError, match="targets='next'"):
+        time_split(_dataset(TIME_ROWS), cutoff=10 * DAY, targets="next")
+
+
+def test_repeat_consumption_is_evaluated_consistently_or_warned_about():
+    """A log where every event is repeated: with seen items filtered, every kept target is
+    unreachable (warned, counted); the repeat mode keeps them reachable."""
+    import warnings
+
+    from seqrec import PopularRecommender, evaluate
+
+    rows = [(u, i, 2 * t + r) for u in range(30) for t, i in enumerate([1 + u % 5, 6, 7])
+            for r in (0, 1)]
+    dataset = _dataset(rows)
+    split = leave_one_out(dataset)  # keeps already-seen targets
+    model = PopularRecommender()
+    model.fit(dataset, split.train)
+    with pytest.warns(UserWarning, match="30 of 30 targets are already in their user's history"):
+        filtered = evaluate(model, split.test, metrics=("hit_rate",))
+    assert filtered.means["hit_rate@10"] == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        repeat = evaluate(model, split.test, metrics=("hit_rate",), filter_viewed=False)
+    assert repeat.means["hit_rate@10"] == 1.0

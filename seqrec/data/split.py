@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Literal
 
 import numpy as np
 
@@ -101,6 +102,7 @@ def time_split(
     drop_cold_items: bool = True,
     filter_already_seen: bool = False,
     validation: bool = True,
+    targets: Literal["all", "first"] = "all",
 ) -> Split:
     """Split at a point in time: the model never sees an event at or after the cutoff.
 
@@ -125,7 +127,9 @@ def time_split(
     with validation), call again with ``validation=False``: then ``Split.train`` = events before
     ``cutoff``. Either way no model input or training row holds an event at/after ``cutoff``.
 
-    Targets are each user's distinct items in the window, in order of first occurrence. Cold
+    Targets are each user's distinct items in the window, in order of first occurrence
+    (``targets="all"``), or only the user's first event in the window (``targets="first"``: the
+    eSASRec paper's time-split protocol, one next item per test user after the cutoff). Cold
     items are items absent from ``Split.train``; cold users have no event before the part's
     cutoff (empty history). ``Split.train`` holds only users with at least one training event
     (``train.users`` gives their indices).
@@ -140,6 +144,7 @@ def time_split(
         drop_cold_items: drop targets whose item is not in ``Split.train``.
         filter_already_seen: drop targets the user already has in their history.
         validation: also build a validation part (see above).
+        targets: ``"all"`` events of the window, or the ``"first"`` one (see above).
 
     Returns:
         The :class:`Split`; held-out rows are ordered by user index.
@@ -148,6 +153,8 @@ def time_split(
         ValueError: not exactly one of ``cutoff``, ``last_days``, ``last_fraction``; a value out
             of range; or a cutoff that leaves the train, test or validation part empty.
     """
+    if targets not in ("all", "first"):
+        raise ValueError(f"time_split: targets={targets!r}, expected 'all' or 'first'")
     given = [name for name, value in [("cutoff", cutoff), ("last_days", last_days),
              ("last_fraction", last_fraction)] if value is not None]  # fmt: skip
     if len(given) != 1:
@@ -194,7 +201,7 @@ def time_split(
     validation_part = validation_report = None
     if validation:
         inner = _prefix_before(seqs, validation_cutoff)
-        window_rows = _slice(seqs, inner.lengths, before_cutoff.lengths)
+        window_rows = _slice(seqs, inner.lengths, _window_end(inner, before_cutoff, targets))
         validation_part, validation_report = held_out_part(
             *_rows_with_events(inner, window_rows),
             n_items=dataset.n_items,
@@ -202,7 +209,7 @@ def time_split(
             drop_cold_users=drop_cold_users,
             filter_already_seen=filter_already_seen,
         )
-    test_rows = _slice(seqs, before_cutoff.lengths, seqs.lengths)
+    test_rows = _slice(seqs, before_cutoff.lengths, _window_end(before_cutoff, seqs, targets))
     test, test_report = held_out_part(
         *_rows_with_events(before_cutoff, test_rows),
         n_items=dataset.n_items,
@@ -237,6 +244,13 @@ def _slice(seqs: Sequences, starts: np.ndarray, ends: np.ndarray) -> Sequences:
     np.cumsum(lengths, out=offsets[1:])
     gather = np.repeat(seqs.offsets[:-1] + starts - offsets[:-1], lengths) + np.arange(offsets[-1])
     return Sequences(seqs.items[gather], offsets, seqs.users.copy(), seqs.timestamps[gather])
+
+
+def _window_end(before: Sequences, upto: Sequences, targets: str) -> np.ndarray:
+    """Where each row's target window ends: all of it, or just after its first event."""
+    if targets == "first":
+        return np.minimum(before.lengths + 1, upto.lengths)
+    return upto.lengths
 
 
 def _prefix_before(seqs: Sequences, cutoff: int) -> Sequences:
