@@ -1,29 +1,24 @@
 """Approximate retrieval for large catalogues: a FAISS index over the item table, with the
 exact masks, exact rescoring and the tie rule of :mod:`seqrec.rank`.
 
-A model's score of item ``i`` is ``hidden · E[i]`` (inner product), so the index searches the
-item table ``E[1..n_items]`` by inner product. The index only proposes candidates; the lists are
-made the exact way from there (:func:`rank_rows_ann`):
+A model's score of item ``i`` is ``hidden · E[i]``, so the index searches ``E[1..n_items]`` by
+inner product. It only proposes candidates; :func:`rank_rows_ann` makes the lists exactly:
 
-1. the index returns ``overfetch × k`` candidates per row, plus as many as the row's largest
-   seen set in the block (at most ``max_candidates``);
+1. the index returns ``overfetch × k`` candidates per row, plus as many as the largest seen
+   set in the block (at most ``max_candidates``);
 2. the masks of :mod:`seqrec.filters` (seen, include, exclude) are applied to the candidates
-   exactly (:func:`seqrec.filters.eligible_candidates`) and the candidates are rescored by
-   the model (``score_candidates``), so listed scores are the model's, not the index's;
+   exactly and the model rescores them, so listed scores are the model's, not the index's;
 3. :func:`seqrec.rank.top_k_candidates` cuts the list under the tie rule;
 4. a row left with fewer than ``min(k, n_items)`` eligible candidates is ranked again, once, by
-   the exact chunked path :func:`seqrec.rank.rank_rows` (no re-query loop), so every list has
+   the exact chunked path :func:`seqrec.rank.rank_rows` (no re-query loop): every list has
    exactly ``min(k, eligible items)`` items and never a filtered one.
 
-What is approximate is only *which* items reach the list: an item the index misses is absent
-(recall@10 against exact ranking is measured in ``benchmarks/results/ann.md``).
-
-The index is saved in a model directory as ``ann.safetensors``: the FAISS bytes as one uint8
-tensor, and in the header the catalogue size, the width and a sha256 of the item table it was
-built from, so that a stale index (another table) is refused at load. FAISS is an optional
-dependency (``pip install 'seqrec[ann]'``), imported only when an index is built, searched or
-loaded. FAISS threads follow ``OMP_NUM_THREADS`` (``faiss.omp_set_num_threads``); this module
-sets no global.
+Only *which* items reach a list is approximate (recall@10 against exact ranking:
+``benchmarks/results/ann.md``); :func:`seqrec.evaluate` always ranks exactly. A model directory keeps the index as ``ann.safetensors``: the
+FAISS bytes as one uint8 tensor and, in the header, the catalogue size, width and sha256 of the
+item table it was built from, so a stale index is refused at load. FAISS is optional (``pip
+install 'seqrec[ann]'``), imported only to build, search or load an index; its threads follow
+``OMP_NUM_THREADS`` (this module sets no global).
 """
 
 from __future__ import annotations
@@ -33,7 +28,9 @@ import json
 import logging
 import math
 import struct
-from dataclasses import asdict, dataclass, fields
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -42,15 +39,14 @@ from safetensors.numpy import load as load_arrays
 from safetensors.numpy import save as save_arrays
 from torch import Tensor
 
-from seqrec.errors import MissingDependencyError
+from seqrec.errors import MissingDependencyError, ModelDirectoryError
 from seqrec.filters import Filters, ItemSets, eligible_candidates
 from seqrec.rank import RowScorer, TopK, in_row_order, rank_rows, top_k_candidates
 
 logger = logging.getLogger(__name__)
 
 AnnKind = Literal["ivf", "hnsw", "flat"]
-Retrieval = Literal["exact", "ann", "auto"]
-FILE = "ann.safetensors"
+ANN_FILE = "ann.safetensors"
 FORMAT = "seqrec-ann/1"
 
 
@@ -99,19 +95,19 @@ class AnnConfig:
     def __post_init__(self) -> None:
         if self.kind not in ("ivf", "hnsw", "flat"):
             raise ValueError(f"AnnConfig.kind={self.kind!r}: expected 'ivf', 'hnsw' or 'flat'")
-        lowest = {"n_lists": 1, "n_probe": 1, "train_per_list": 1, "hnsw_m": 4,
-                  "ef_construction": 1, "ef_search": 1, "overfetch": 1, "max_candidates": 1,
-                  "auto_min_items": 0, "seed": 0}
-        for name, low in lowest.items():
+        bounds = {"n_lists": (1, None), "n_probe": (1, self.n_lists), "train_per_list": (1, None),
+                  "hnsw_m": (4, 128), "ef_construction": (1, None), "ef_search": (1, None),
+                  "overfetch": (1, None), "max_candidates": (1, None),
+                  "auto_min_items": (0, None), "seed": (0, None)}
+        for name, (low, high) in bounds.items():
             number = getattr(self, name)
             if number is None and name == "n_lists":
                 continue
-            if isinstance(number, bool) or not isinstance(number, int) or number < low:
-                raise ValueError(f"AnnConfig.{name}={number!r}: expected an integer >= {low}")
-        if self.hnsw_m > 128:
-            raise ValueError(f"AnnConfig.hnsw_m={self.hnsw_m}: expected at most 128")
-        if self.n_lists is not None and self.n_probe > self.n_lists:
-            raise ValueError(f"AnnConfig.n_probe={self.n_probe}: more than n_lists={self.n_lists}")
+            if isinstance(number, bool) or not isinstance(number, int) or number < low \
+                    or (high is not None and number > high):
+                allowed = f"{low}..{high}" if high is not None else f">= {low}"
+                raise ValueError(f"AnnConfig.{name}={number!r}: expected an integer {allowed}"
+                                 + (" (n_lists)" if name == "n_probe" else ""))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AnnConfig:
@@ -133,7 +129,7 @@ class ItemIndex:
         table_sha256: :func:`table_checksum` of the table it was built from.
     """
 
-    index: Any
+    index: Any = field(repr=False)
     config: AnnConfig
     n_items: int
     dim: int
@@ -202,8 +198,16 @@ def build_index(table: Tensor, config: AnnConfig | None = None) -> ItemIndex:
     return ItemIndex(index, config, n_items, dim, table_checksum(table))
 
 
-def index_bytes(index: ItemIndex) -> bytes:
-    """``ann.safetensors`` content: the FAISS bytes and, in the header, what it was built from."""
+def index_bytes(index: ItemIndex, table: Tensor) -> bytes:
+    """``ann.safetensors`` content: the FAISS bytes and, in the header, what it was built from.
+
+    Raises:
+        ValueError: ``index`` was not built from ``table`` (the model's current item table).
+    """
+    if (index.n_items, index.dim) != (table.shape[0] - 1, table.shape[1]) \
+            or index.table_sha256 != table_checksum(table):
+        raise ValueError("ann_index: built from another item table (the model changed after "
+                         "build_index); rebuild it")
     faiss = require_faiss()
     meta = {"format": FORMAT, "n_items": str(index.n_items), "dim": str(index.dim),
             "table_sha256": index.table_sha256, "config": json.dumps(asdict(index.config)),
@@ -258,31 +262,20 @@ def load_index(content: bytes, table: Tensor) -> ItemIndex:
     return ItemIndex(index, config, n_items, dim, meta["table_sha256"])
 
 
-def use_index(retrieval: str, index: ItemIndex | None, n_items: int,
-              include: Tensor | None = None) -> bool:
-    """Whether a list request goes through the index: ``"exact"`` never, ``"ann"`` always (an
-    index is needed), ``"auto"`` when there is one, the catalogue has ``auto_min_items`` items
-    and a shared ``include`` mask (if any) allows at least ``n_items / overfetch`` of them
-    (fewer would leave most candidates filtered out and most rows to the exact path).
+def read_index(file: Path, content: bytes, table: Tensor) -> ItemIndex | None:
+    """:func:`load_index` for a model directory's ``file``: None, with a warning, when FAISS is
+    not installed (lists are then exact).
 
     Raises:
-        ValueError: an unknown ``retrieval``, ``"ann"`` without an index, or an index of
-            another catalogue size.
+        ModelDirectoryError: the index does not match ``table`` or is damaged (names ``file``).
     """
-    if retrieval not in ("exact", "ann", "auto"):
-        raise ValueError(f"retrieval={retrieval!r}: expected 'exact', 'ann' or 'auto'")
-    if retrieval == "exact" or (index is None and retrieval == "auto"):
-        return False
-    if index is None:
-        raise ValueError("retrieval='ann': the model has no ANN index; build one with "
-                         "model.ann_index = seqrec.ann.build_index(model.item_embeddings())")
-    if index.n_items != n_items:
-        raise ValueError(f"ANN index of {index.n_items} items for a catalogue of {n_items}: "
-                         "rebuild it")
-    if retrieval == "ann":
-        return True
-    allowed = n_items if include is None else int(include[1:].sum())
-    return n_items >= index.config.auto_min_items and allowed * index.config.overfetch >= n_items
+    try:
+        return load_index(content, table)
+    except MissingDependencyError as error:
+        warnings.warn(f"{file}: not loaded, lists use exact retrieval ({error})", stacklevel=3)
+        return None
+    except ValueError as error:
+        raise ModelDirectoryError(f"{file}: {error}") from None
 
 
 class CandidateScorer(RowScorer, Protocol):

@@ -19,14 +19,15 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from seqrec.ann import ItemIndex, rank_rows_ann
 from seqrec.data.catalogue import PAD, IdIndex
 from seqrec.data.sequences import Sequences
 from seqrec.errors import NotFittedError, UnknownUserError
-from seqrec.ann import Retrieval, rank_rows_ann, use_index
 from seqrec.filters import Filters, ItemSets, item_mask
 from seqrec.rank import TopK, rank_rows
 
 UnknownPolicy = Literal["error", "popular", "skip"]
+Retrieval = Literal["exact", "ann", "auto"]
 
 
 @dataclass(frozen=True)
@@ -123,9 +124,37 @@ def _filters(data: Fitted, include_items: Iterable[Any] | None,
     return masks[0], masks[1]
 
 
+def use_index(retrieval: str, index: ItemIndex | None, n_items: int,
+              include: Tensor | None = None) -> bool:
+    """Whether a list request goes through the index: ``"exact"`` never, ``"ann"`` always (an
+    index is needed), ``"auto"`` when there is one, the catalogue has ``auto_min_items`` items
+    and a shared ``include`` mask (if any) allows at least ``n_items / overfetch`` of them
+    (fewer would leave most candidates filtered out and most rows to the exact path).
+
+    Raises:
+        ValueError: an unknown ``retrieval``, ``"ann"`` without an index, or an index of
+            another catalogue size.
+    """
+    if retrieval not in ("exact", "ann", "auto"):
+        raise ValueError(f"retrieval={retrieval!r}: expected 'exact', 'ann' or 'auto'")
+    if retrieval == "exact" or (index is None and retrieval == "auto"):
+        return False
+    if index is None:
+        raise ValueError("retrieval='ann': the model has no ANN index; build one with "
+                         "model.ann_index = seqrec.ann.build_index(model.item_embeddings()) (a "
+                         "saved one loads only with FAISS: pip install 'seqrec[ann]')")
+    if index.n_items != n_items:
+        raise ValueError(f"ANN index of {index.n_items} items for a catalogue of {n_items}: "
+                         "rebuild it")
+    if retrieval == "ann":
+        return True
+    allowed = n_items if include is None else int(include[1:].sum())
+    return n_items >= index.config.auto_min_items and allowed * index.config.overfetch >= n_items
+
+
 def _check_options(model: Any, on_unknown_user: str, retrieval: str) -> None:
     """Options checked before any work: the unknown-user policy and ``retrieval`` (see
-    :func:`seqrec.ann.use_index`)."""
+    :func:`use_index`)."""
     use_index(retrieval, getattr(model, "ann_index", None), fitted_state(model).n_items)
     if on_unknown_user not in ("error", "popular", "skip"):
         raise ValueError(f"on_unknown_user={on_unknown_user!r}: expected 'error', 'popular' "

@@ -11,6 +11,7 @@ Layout of a model directory::
                         ("popularity")
     ids.json            external item and user ids, with their type
     item_info.parquet   optional titles / genres
+    ann.safetensors     optional ANN index of the item table (seqrec.ann); refused when stale
     manifest.json       sha256 and size of every file above; written last
     checkpoint/         training checkpoint of `seqrec train` (not part of the model)
 
@@ -41,6 +42,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
+from seqrec.ann import ANN_FILE, index_bytes, read_index
 from seqrec.build import build_parts
 from seqrec.config import Config
 from seqrec.data.catalogue import IdIndex
@@ -54,7 +56,7 @@ from seqrec.recommender import Recommender, SequentialRecommender
 
 FORMAT_VERSION = 1
 MODEL_FILES = ("model.json", "config.toml", "weights.safetensors", "arrays.safetensors",
-               "ids.json", "item_info.parquet")
+               "ids.json", "item_info.parquet", ANN_FILE)
 """Files a model directory may hold (the manifest lists those present)."""
 
 
@@ -100,7 +102,7 @@ def save_model(model: Recommender, path: str | Path, metrics: dict[str, float] |
         NotFittedError: the model is not fitted.
         OutputExistsError: ``path`` is a non-empty directory that is not a model directory, or
             a file (nothing of it is touched).
-        ValueError: a ``parts_override`` model that ``config.toml`` cannot rebuild.
+        ValueError: a ``parts_override`` model ``config.toml`` cannot rebuild; a stale ``ann_index``.
     """
     data = fitted_state(model)
     path = Path(path)
@@ -127,6 +129,8 @@ def save_model(model: Recommender, path: str | Path, metrics: dict[str, float] |
             state = {k: v.detach().cpu().contiguous()
                      for k, v in model.parts.encoder.state_dict().items()}
             save_file(state, tmp / "weights.safetensors")
+            if model.ann_index is not None:  # ValueError when built from another table
+                (tmp / ANN_FILE).write_bytes(index_bytes(model.ann_index, model.item_embeddings()))
         h = data.histories
         save_file({"items": torch.from_numpy(h.items.astype(np.int64)),
                    "offsets": torch.from_numpy(h.offsets.astype(np.int64)),
@@ -148,11 +152,9 @@ def save_model(model: Recommender, path: str | Path, metrics: dict[str, float] |
 
 def _manifest(directory: Path) -> dict[str, Any]:
     files = {}
-    for name in MODEL_FILES:
-        file = directory / name
-        if file.is_file():
-            content = file.read_bytes()
-            files[name] = {"sha256": hashlib.sha256(content).hexdigest(), "bytes": len(content)}
+    for name in (name for name in MODEL_FILES if (directory / name).is_file()):
+        content = (directory / name).read_bytes()  # one file in memory at a time
+        files[name] = {"sha256": hashlib.sha256(content).hexdigest(), "bytes": len(content)}
     return {"format_version": FORMAT_VERSION, "files": files}
 
 
@@ -266,6 +268,8 @@ def load_model(path: str | Path, map_location: str = "cpu") -> Recommender:
     else:
         raise ModelDirectoryError(f"{path / 'model.json'}: unknown model kind {meta.get('kind')!r}")
     model.fitted = data
+    if ANN_FILE in contents and isinstance(model, SequentialRecommender):  # checked vs the table
+        model.ann_index = read_index(path / ANN_FILE, contents[ANN_FILE], model.item_embeddings())
     model.metadata = {**meta, "model_version": version}
     _smoke_score(path, model)
     return model

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from seqrec.ann import ItemIndex, Retrieval
+from seqrec.ann import ItemIndex
 from seqrec.build import Parts, build_parts
 from seqrec.checkpoint import FitResult
 from seqrec.config import Config, Runtime, preset
@@ -30,6 +30,7 @@ from seqrec.data.sequences import Dataset, HeldOut, Sequences
 from seqrec.filters import Filters, ItemSets
 from seqrec.lists import (
     Fitted,
+    Retrieval,
     UnknownPolicy,
     fitted_field,
     fitted_state,
@@ -128,8 +129,7 @@ class SequentialRecommender:
         train = dataset.sequences if train is None else train
         self.fitted = Fitted(dataset.catalogue, dataset.user_index, train,
                              train.item_counts(dataset.n_items), dataset.item_info)
-        self._unit_embeddings = None
-        self.ann_index = None  # built from the old item table
+        self._unit_embeddings = self.ann_index = None  # both derive from the old item table
         # initial weights follow config.seed, not whatever the global generator holds
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
@@ -166,12 +166,8 @@ class SequentialRecommender:
 
     # ---- scoring -----------------------------------------------------------------------------
     def encode_histories(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> Tensor:
-        """Last-position hidden states of histories ``rows`` of the CSR arrays.
-
-        Returns:
-            ``(len(rows), dim)`` float32 on the model's device; only the last position is
-            computed in the final layer.
-        """
+        """``(len(rows), dim)`` float32 last-position hidden states (on the model's device) of
+        histories ``rows`` of the CSR arrays; the last layer computes that position only."""
         fitted_state(self)
         assert self.parts is not None
         encoder, objective = self.parts.encoder, self.parts.objective
@@ -268,8 +264,7 @@ class SequentialRecommender:
                                 filter_viewed: bool = True,
                                 include_items: Iterable[Any] | None = None,
                                 exclude_items: Iterable[Any] | None = None,
-                                on_unknown_user: UnknownPolicy = "error",
-                                batch_size: int = 1024,
+                                on_unknown_user: UnknownPolicy = "error", batch_size: int = 1024,
                                 retrieval: Retrieval = "auto") -> pd.DataFrame:
         """Top-``k`` for anonymous histories (lists of external item ids, oldest first).
 
@@ -293,8 +288,7 @@ class SequentialRecommender:
         """Item-to-item neighbours by cosine similarity of the item embeddings.
 
         Returns:
-            DataFrame ``(item_id, similar_item_id, score, rank)``; an item is never its own
-            neighbour.
+            DataFrame ``(item_id, similar_item_id, score, rank)``, never the item itself.
 
         Raises:
             UnknownItemError: an unknown item id (named).

@@ -73,7 +73,7 @@ def csv_rows(text: str) -> pd.DataFrame:
 
 # ---- help, entry points --------------------------------------------------------------------------
 @pytest.mark.parametrize("command", [[], ["quickstart"], ["train"], ["evaluate"], ["recommend"],
-                                     ["similar"], ["info"], ["compare"], ["simulate"],
+                                     ["similar"], ["info"], ["export"], ["compare"], ["simulate"],
                                      ["simulate", "survey"]])
 def test_every_command_has_help(command: list[str]) -> None:
     result = ok(*command, "--help")

@@ -1,7 +1,7 @@
 """The ``seqrec`` command line (typer): argument parsing, calls into the library, printing.
 
 One module per group of commands: :mod:`~seqrec.cli.training` (quickstart, train),
-:mod:`~seqrec.cli.models` (evaluate, recommend, similar, info, serve),
+:mod:`~seqrec.cli.models` (evaluate, recommend, similar, info, export, serve),
 :mod:`~seqrec.cli.compare` (compare); ``simulate`` is :mod:`seqrec.value.cli`. The error
 contract and message routing are in :mod:`~seqrec.cli.app`. Multi-GPU / multi-node training
 uses Lightning Fabric's launcher: see ``docs/cli.md``.

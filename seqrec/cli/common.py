@@ -37,6 +37,7 @@ HeldOutSplit = choices("HeldOutSplit", ("loo", "time"))
 TrainSplit = choices("TrainSplit", ("loo", "time", "none"))
 Accelerator = choices("Accelerator", ("cpu", "cuda", "auto"))
 UnknownUser = choices("UnknownUser", ("error", "popular", "skip"))
+Retrieval = choices("Retrieval", ("exact", "ann", "auto"))
 
 DataOpt = Annotated[Path | None, typer.Option(
     "--data", help="Interaction file (RecBole: the .inter file or its folder). Not needed for "

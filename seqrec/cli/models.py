@@ -1,4 +1,5 @@
-"""Commands on a saved model: ``evaluate``, ``recommend``, ``similar``, ``info``, ``serve``."""
+"""Commands on a saved model: ``evaluate``, ``recommend``, ``similar``, ``info``, ``export``,
+``serve``."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from seqrec.cli.common import (
     ItemColOpt,
     KOpt,
     ModelOpt,
+    Retrieval,
     SplitOpt,
     TestDaysOpt,
     TestFractionOpt,
@@ -114,6 +116,10 @@ def recommend(
         "--on-unknown-user",
         help="A user id the model does not know, or a --history with no known item: fail, give "
         "the most popular items, or leave it out (counted in a warning).")] = "error",
+    retrieval: Annotated[Retrieval, typer.Option(
+        "--retrieval", help="exact: score every item; ann: candidates from the model's ANN index "
+        "(filters and scores stay exact); auto: the index when the model has one and a large "
+        "catalogue.")] = "auto",
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="CSV file to write [default: stdout].")] = None,
     force: ForceOpt = False,
@@ -137,8 +143,12 @@ def recommend(
     histories = [id_list(h, "--history") for h in history or []]
     apply_threads(threads)
     model = load_model(model_dir)
+    if value(retrieval) == "ann" and getattr(model, "ann_index", None) is None:
+        raise CliError(f"--retrieval ann: {model_dir} has no ANN index (build one from Python "
+                       "with seqrec.ann.build_index and save the model)")
     options = dict(k=k, filter_viewed=filter_viewed, include_items=include,
-                   exclude_items=exclude, on_unknown_user=value(on_unknown_user))
+                   exclude_items=exclude, on_unknown_user=value(on_unknown_user),
+                   retrieval=value(retrieval))
     try:
         if user_ids is not None:
             frame = model.recommend(user_ids, **options)
@@ -217,6 +227,37 @@ def info(
     for name, setting in (meta.get("preset_config") or {}).items():
         table.add_row(f"config.{name}", str(setting))
     console().print(table)
+
+
+@app.command("export")
+def export_command(
+    model_dir: ModelOpt,
+    onnx_file: Annotated[Path, typer.Option(
+        "--onnx", help="ONNX file to write (never inside a model directory).")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --onnx.")] = False,
+) -> None:
+    """Export the model's inference encoder to ONNX, checked against PyTorch before writing.
+
+    The graph takes (batch, seq_len) int64 item indices, left-padded with 0, seq_len up to the
+    model's max_seq_len, and returns (batch, dim) float32 last-position hidden states; an item's
+    score is hidden · its embedding. Needs pip install 'seqrec[onnx]'.
+    """
+    from seqrec.export import export_onnx, require_onnx
+    from seqrec.recommender import SequentialRecommender
+
+    check_out_file(onnx_file, force, option="--onnx")
+    if onnx_file.resolve().is_relative_to(model_dir.resolve()):
+        raise CliError(f"--onnx {onnx_file}: inside the model directory; write it elsewhere")
+    try:
+        require_onnx()
+    except ImportError as error:
+        raise CliError(f"--onnx: {message(error)}") from None
+    model = load_model(model_dir)
+    if not isinstance(model, SequentialRecommender):
+        raise CliError(f"--model {model_dir}: a popular baseline has no encoder to export")
+    done = export_onnx(model, onnx_file)
+    typer.echo(f"wrote {done.path} (opset {done.opset}; ONNX Runtime vs PyTorch: max abs diff "
+               f"{done.max_abs_diff:.2g} on {len(done.checked)} check batches)")
 
 
 @app.command()
