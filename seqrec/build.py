@@ -20,8 +20,12 @@ from seqrec.losses import (
 from seqrec.model import SequenceEncoder
 from seqrec.negatives import InBatchSampler, MixedSampler, NegativeSampler, UniformSampler
 from seqrec.objectives import MaskedItem, NextItem, Objective
+from seqrec.time_layers import FuXiAlphaLayer, HSTULayer
 
-LAYERS = {"sasrec": SASRecLayer, "ligr": LiGRLayer}
+LAYERS = {"sasrec": SASRecLayer, "ligr": LiGRLayer, "hstu": HSTULayer,
+          "fuxi_alpha": FuXiAlphaLayer}
+TIME_LAYERS = ("hstu", "fuxi_alpha")
+"""Layers whose relative attention bias needs the window length and reads event times."""
 
 
 @dataclass(frozen=True)
@@ -95,11 +99,13 @@ def build_sampler(config: Config, n_items: int) -> NegativeSampler | None:
 
 
 def build_encoder(config: Config, n_items: int, with_mask_token: bool) -> SequenceEncoder:
-    """``config.n_layers`` blocks of ``config.layer`` (``sasrec`` | ``ligr``) in a
+    """``config.n_layers`` blocks of ``config.layer`` (``sasrec`` | ``ligr`` | ``hstu`` |
+    ``fuxi_alpha``) in a
     :class:`SequenceEncoder` of width ``config.dim``."""
     layer_cls = LAYERS[config.layer]
+    extra = {"max_seq_len": config.max_seq_len} if config.layer in TIME_LAYERS else {}
     layers: list[nn.Module] = [
-        layer_cls(config.dim, config.n_heads, config.dropout, config.ff_multiplier)
+        layer_cls(config.dim, config.n_heads, config.dropout, config.ff_multiplier, **extra)
         for _ in range(config.n_layers)
     ]
     return SequenceEncoder(n_items, config.dim, config.max_seq_len, config.dropout, layers,

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 Objective = Literal["next_item", "masked_item"]
-Layer = Literal["sasrec", "ligr"]
+Layer = Literal["sasrec", "ligr", "hstu", "fuxi_alpha"]
 LossName = Literal["softmax", "sampled_softmax", "bce", "gbce"]
 SamplerName = Literal["uniform", "in_batch", "mixed"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "objective": ("next_item", "masked_item"),
-    "layer": ("sasrec", "ligr"),
+    "layer": ("sasrec", "ligr", "hstu", "fuxi_alpha"),
     "loss": ("softmax", "sampled_softmax", "bce", "gbce"),
     "sampler": ("uniform", "in_batch", "mixed"),
     "negative_sharing": ("batch", "sequence", "target"),
@@ -269,6 +269,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # gSASRec (arXiv 2308.07192): gBCE with t = 0.75 and 256 negatives per position
     "gsasrec": dict(objective="next_item", layer="sasrec", loss="gbce", n_negatives=256,
                     gbce_t=0.75, ff_multiplier=1),
+    # HSTU (Zhai et al., ICML 2024, arXiv 2402.17152) and FuXi-α (Ye et al., arXiv 2502.00679):
+    # time-aware attention (relative position and time-gap biases), trained as the eSASRec
+    # benchmark trains them: shifted sequence + sampled softmax, 256 negatives per sequence
+    "hstu": dict(objective="next_item", layer="hstu", loss="sampled_softmax", n_negatives=256,
+                 negative_sharing="sequence", n_layers=2),
+    "fuxi_alpha": dict(objective="next_item", layer="fuxi_alpha", loss="sampled_softmax",
+                       n_negatives=256, negative_sharing="sequence", n_layers=2,
+                       ff_multiplier=1),
     # BERT4Rec (Sun et al. 2019): masked items, bidirectional attention, full softmax
     "bert4rec": dict(objective="masked_item", layer="sasrec", loss="softmax", mask_prob=0.2,
                      ff_multiplier=4),

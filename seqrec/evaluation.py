@@ -12,8 +12,8 @@ those of the lists the recommender would serve for the same histories.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -48,8 +48,8 @@ class Scorer(Protocol):
     n_items: int
     histories: Sequences
 
-    def encode_histories(self, items: np.ndarray, offsets: np.ndarray,
-                         rows: np.ndarray) -> torch.Tensor:
+    def encode_histories(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray,
+                         timestamps: np.ndarray | None = None) -> torch.Tensor:
         """A per-row query for CSR histories ``rows`` (e.g. ``(len(rows), dim)`` hidden states)."""
         ...
 
@@ -113,7 +113,8 @@ def evaluate(model: Scorer, heldout: HeldOut, *, k: int | Sequence[int] = 10,
         def blocks() -> Iterator[torch.Tensor]:
             for start in range(0, h.n_sequences, batch_size):
                 rows = np.arange(start, min(start + batch_size, h.n_sequences))
-                scores = model.score_items(model.encode_histories(h.items, h.offsets, rows))
+                scores = model.score_items(model.encode_histories(h.items, h.offsets, rows,
+                                                                   h.timestamps))
                 yield apply_filters(scores, Filters(seen=None if seen is None
                                                     else seen.select(rows)))
 
@@ -127,7 +128,7 @@ def evaluate(model: Scorer, heldout: HeldOut, *, k: int | Sequence[int] = 10,
     ranks, lists = [], []
     for first in range(0, h.n_sequences, batch_size):
         rows = np.arange(first, min(first + batch_size, h.n_sequences))
-        query = model.encode_histories(h.items, h.offsets, rows)
+        query = model.encode_histories(h.items, h.offsets, rows, h.timestamps)
         filters = Filters(seen=None if seen is None else seen.select(rows))
 
         def score_chunk(start: int, stop: int, query: torch.Tensor = query,
@@ -302,3 +303,21 @@ def evaluate_lists(
     )
     ranks = np.where(found, positions[sorter][at] if len(sorted_keys) else 0, NOT_RETRIEVED)
     return build_report(ranks.astype(np.int64), targets, lists, ks, names, n_items, item_popularity)
+
+
+def validator(model: Scorer, validation: HeldOut, eval_k: int, sharded: bool = False,
+              fabric: Any = None) -> Callable[[Any], float]:
+    """The ``validate`` callback of :func:`seqrec.train.fit`: validation NDCG@``eval_k`` of
+    ``model`` (full ranking, seen items filtered); with ``sharded`` the mean over every
+    process's users (each process holds its own; an empty shard still joins the all-reduce)."""
+
+    def validate(_encoder: Any) -> float:
+        users = float(validation.targets.n_sequences)
+        ndcg = (evaluate(model, validation, k=eval_k, metrics=("ndcg",)).means[f"ndcg@{eval_k}"]
+                if users else 0.0)
+        if not sharded or fabric is None or fabric.world_size == 1:
+            return ndcg
+        total = fabric.all_reduce(torch.tensor([ndcg * users, users]), reduce_op="sum")
+        return float(total[0] / max(float(total[1]), 1.0))
+
+    return validate

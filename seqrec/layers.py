@@ -1,4 +1,5 @@
-"""Transformer layers: the original SASRec block and LinkedIn's LiGR block.
+"""Transformer layers: the original SASRec block and LinkedIn's LiGR block (the time-aware HSTU
+and FuXi-α blocks are in :mod:`seqrec.time_layers`).
 
 Both take ``x (batch, seq_len, dim)`` and an attention mask built once per batch by
 :func:`attention_mask`, and use :func:`torch.nn.functional.scaled_dot_product_attention`.
@@ -9,11 +10,14 @@ feed-forward work of every other position.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from seqrec.objectives import Times
 
 
 def attention_mask(is_padding: Tensor, causal: bool) -> Tensor:
@@ -78,7 +82,12 @@ class Dropout(nn.Module):
 class TransformerLayer(Protocol):
     """A transformer block: ``(batch, seq_len, dim) -> (batch, seq_len or 1, dim)``."""
 
-    def __call__(self, x: Tensor, mask: Tensor, last_only: bool = False) -> Tensor: ...
+    def __call__(self, x: Tensor, mask: Tensor, last_only: bool = False,
+                 times: Times | None = None) -> Tensor:
+        """``(batch, seq_len, dim)`` → the same (``(batch, 1, dim)`` with ``last_only``);
+        ``times`` are the window's event times, read only by time-aware layers
+        (:mod:`seqrec.time_layers`) and ignored here at no cost."""
+        ...
 
 
 class SelfAttention(nn.Module):
@@ -145,11 +154,13 @@ class SASRecLayer(nn.Module):
         )
         self.drop = Dropout(dropout)
 
-    def forward(self, x: Tensor, mask: Tensor, last_only: bool = False) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor, last_only: bool = False,
+                times: Times | None = None) -> Tensor:
         """Args:
             x: ``(batch, seq_len, dim)`` float block input.
             mask: ``(batch, 1, seq_len, seq_len)`` bool from :func:`attention_mask`.
             last_only: compute the last position only.
+            times: ignored (SASRec reads positions through the input embeddings only).
 
         Returns:
             ``(batch, seq_len, dim)``, or ``(batch, 1, dim)`` with ``last_only``.
@@ -195,11 +206,13 @@ class LiGRLayer(nn.Module):
         self.gate_ff = nn.Linear(dim, dim)
         self.drop = Dropout(dropout)
 
-    def forward(self, x: Tensor, mask: Tensor, last_only: bool = False) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor, last_only: bool = False,
+                times: Times | None = None) -> Tensor:
         """Args:
             x: ``(batch, seq_len, dim)`` float block input.
             mask: ``(batch, 1, seq_len, seq_len)`` bool from :func:`attention_mask`.
             last_only: compute the last position only.
+            times: ignored.
 
         Returns:
             ``(batch, seq_len, dim)``, or ``(batch, 1, dim)`` with ``last_only``.

@@ -202,7 +202,8 @@ def recommend_users(model: Any, users: Iterable[Any], k: int = 10, *, filter_vie
     rows = np.where(unknown, h.n_sequences, rows)
     histories = ItemSets(h.items, offsets, rows)
     best = _rank(model, data, histories, k, filter_viewed, include_items, exclude_items,
-                 fallback=unknown, batch_size=batch_size, retrieval=retrieval)
+                 fallback=unknown, batch_size=batch_size, retrieval=retrieval,
+                 timestamps=h.timestamps)
     return to_frame(data.catalogue, best, user_list, "user_id")
 
 
@@ -210,17 +211,22 @@ def recommend_histories(model: Any, histories: Sequence[Sequence[Any]], k: int =
                         filter_viewed: bool = True, include_items: Iterable[Any] | None = None,
                         exclude_items: Iterable[Any] | None = None,
                         on_unknown_user: UnknownPolicy = "error",
-                        batch_size: int = 1024, retrieval: Retrieval = "auto") -> pd.DataFrame:
+                        batch_size: int = 1024, retrieval: Retrieval = "auto",
+                        timestamps: Sequence[Sequence[int]] | None = None) -> pd.DataFrame:
     """Top-``k`` for anonymous histories; see
     :meth:`SequentialRecommender.recommend_for_histories`."""
     data = fitted_state(model)
     _check_options(model, on_unknown_user, retrieval)
+    if timestamps is not None and [len(t) for t in timestamps] != [len(h) for h in histories]:
+        raise ValueError("timestamps: one time per history item expected")
     indexed = [data.catalogue.to_index(list(h), unknown="pad") for h in histories]
     n_unknown = sum(int((idx < 0).sum()) for idx in indexed)
     if n_unknown:
         warnings.warn(f"histories: {n_unknown} unknown item id{'s' if n_unknown != 1 else ''} "
                       "dropped", stacklevel=3)
     known = [idx[idx >= 0] for idx in indexed]
+    times = None if timestamps is None else [np.asarray(t, dtype=np.int64)[idx >= 0]
+                                             for t, idx in zip(timestamps, indexed, strict=True)]
     empty = np.array([len(idx) == 0 for idx in known], dtype=bool)
     keys = np.arange(len(known))
     if empty.any() and on_unknown_user == "error":
@@ -232,21 +238,26 @@ def recommend_histories(model: Any, histories: Sequence[Sequence[Any]], k: int =
         _skip_warning(int(empty.sum()), "history with no known item",
                       "histories with no known item")
         known, keys, empty = [known[i] for i in keys[~empty]], keys[~empty], empty[~empty]
+        times = None if times is None else [times[i] for i in keys]
+    stamps = None if times is None else (np.concatenate(times) if times else
+                                         np.zeros(0, np.int64))
     best = _rank(model, data, ItemSets.from_lists(known), k, filter_viewed, include_items,
-                 exclude_items, fallback=empty, batch_size=batch_size, retrieval=retrieval)
+                 exclude_items, fallback=empty, batch_size=batch_size, retrieval=retrieval,
+                 timestamps=stamps)
     return to_frame(data.catalogue, best, keys, "history")
 
 
 def _rank(model: Any, data: Fitted, histories: ItemSets, k: int, filter_viewed: bool,
           include_items: Iterable[Any] | None, exclude_items: Iterable[Any] | None, *,
-          fallback: np.ndarray, batch_size: int, retrieval: str) -> TopK:
+          fallback: np.ndarray, batch_size: int, retrieval: str,
+          timestamps: np.ndarray | None = None) -> TopK:
     index = getattr(model, "ann_index", None)
     include, exclude = _filters(data, include_items, exclude_items)
     approximate = use_index(retrieval, index, data.n_items, include)  # checks retrieval first
     filters = Filters(seen=histories if filter_viewed else None, include=include, exclude=exclude)
     rank = partial(rank_rows_ann, index=index) if approximate else rank_rows
-    return rank(HistoryScorer(model, histories), n_rows=histories.n_rows, n_items=data.n_items,
-                k=k, filters=filters, lengths=histories.lengths(), fallback=fallback,
+    return rank(HistoryScorer(model, histories, timestamps), n_rows=histories.n_rows,
+                n_items=data.n_items, k=k, filters=filters, lengths=histories.lengths(), fallback=fallback,
                 fallback_scores=data.popularity_scores(), batch_size=batch_size)
 
 
@@ -254,14 +265,24 @@ def _rank(model: Any, data: Fitted, histories: ItemSets, k: int, filter_viewed: 
 class HistoryScorer:
     """A recommender over given histories as a :class:`~seqrec.rank.RowScorer`: rows are
     encoded once per block (``encode_histories``), then scored chunk by chunk
-    (``score_items``)."""
+    (``score_items``).
+
+    Attributes:
+        model: the recommender.
+        histories: the histories (item indices, CSR).
+        timestamps: seconds aligned with ``histories.items`` for time-aware layers, or None.
+    """
 
     model: Any
     histories: ItemSets
+    timestamps: np.ndarray | None = None
 
     def encode(self, rows: np.ndarray) -> Tensor:
         h = self.histories
-        return self.model.encode_histories(h.items, h.offsets, h.csr_rows()[rows])
+        if self.timestamps is None:  # time-free models (and the popular baseline) need no times
+            return self.model.encode_histories(h.items, h.offsets, h.csr_rows()[rows])
+        return self.model.encode_histories(h.items, h.offsets, h.csr_rows()[rows],
+                                           self.timestamps)
 
     def score(self, query: Tensor, start: int, stop: int) -> Tensor:
         return self.model.score_items(query, start, stop)

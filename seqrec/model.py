@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from seqrec.data.catalogue import PAD
 from seqrec.layers import Dropout, attention_mask, dropout
+from seqrec.objectives import Times
 
 
 class SequenceEncoder(nn.Module):
@@ -73,8 +74,13 @@ class SequenceEncoder(nn.Module):
             rows = dropout(rows, self.item_dropout)
         return rows
 
+    @property
+    def uses_times(self) -> bool:
+        """True when a layer's attention reads event times (HSTU, FuXi-α)."""
+        return any(getattr(layer, "uses_times", False) for layer in self.layers)
+
     def encode(self, inputs: Tensor, causal: bool, last_only: bool = False,
-               table: Tensor | None = None) -> Tensor:
+               table: Tensor | None = None, times: Times | None = None) -> Tensor:
         """Encode item windows.
 
         Args:
@@ -85,6 +91,8 @@ class SequenceEncoder(nn.Module):
             table: the item table to look inputs up in (from :meth:`item_table`, so that a
                 training step scores its candidates with the same dropout mask); default
                 :meth:`item_table`.
+            times: the window's event times for time-aware layers (:attr:`uses_times`),
+                ``(batch, seq_len)`` each; other layers ignore them.
 
         Returns:
             ``(batch, seq_len, dim)`` float hidden states, or ``(batch, dim)`` when ``last_only``.
@@ -103,7 +111,7 @@ class SequenceEncoder(nn.Module):
         x = self.dropout(x) * (~is_padding).unsqueeze(-1)
         mask = attention_mask(is_padding, causal)
         for i, layer in enumerate(self.layers):
-            x = layer(x, mask, last_only=last_only and i == len(self.layers) - 1)
+            x = layer(x, mask, last_only=last_only and i == len(self.layers) - 1, times=times)
         x = self.final_norm(x)
         return x[:, -1] if last_only else x
 

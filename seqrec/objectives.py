@@ -20,6 +20,22 @@ from seqrec.data.catalogue import PAD
 
 
 @dataclass(frozen=True)
+class Times:
+    """Event times of a window, for layers whose attention uses them (HSTU, FuXi-α); other
+    layers never see them.
+
+    Attributes:
+        inputs: ``(batch, seq_len)`` int64 seconds of each input position's event (0 at PAD).
+        queries: ``(batch, seq_len)`` int64 seconds of the event each position predicts: the
+            next event's time in training (as the HSTU reference does), and at inference the
+            query time (default: the time of the history's last event).
+    """
+
+    inputs: Tensor
+    queries: Tensor
+
+
+@dataclass(frozen=True)
 class Batch:
     """One training batch.
 
@@ -27,11 +43,20 @@ class Batch:
         inputs: ``(batch, seq_len)`` int64 item indices, left-padded with PAD.
         targets: ``(batch, seq_len)`` int64 item each position must predict; PAD where nothing.
         is_target: ``(batch, seq_len)`` bool, True where the loss counts.
+        times: event times of the window (only when asked for: time-aware layers), or None.
     """
 
     inputs: Tensor
     targets: Tensor
     is_target: Tensor
+    times: Times | None = None
+
+
+def _last_or(query_times: np.ndarray | None, stamps: np.ndarray) -> np.ndarray:
+    """The query time of each row: given, or the time of its last event (0 when empty)."""
+    if query_times is not None:
+        return np.asarray(query_times, dtype=np.int64)
+    return stamps[:, -1] if stamps.shape[1] else np.zeros(len(stamps), dtype=np.int64)
 
 
 class Objective(Protocol):
@@ -42,8 +67,9 @@ class Objective(Protocol):
     needs_mask_token: bool
 
     def training_batch(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray,
-                       rng: np.random.Generator) -> Batch:
-        """Inputs, targets and ``is_target`` for the CSR rows ``rows``."""
+                       rng: np.random.Generator, timestamps: np.ndarray | None = None) -> Batch:
+        """Inputs, targets and ``is_target`` for the CSR rows ``rows``; with ``timestamps``
+        (CSR-aligned seconds) also the window's :class:`Times`."""
         ...
 
     def inference_inputs(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -52,6 +78,12 @@ class Objective(Protocol):
 
     def mean_targets(self, lengths: np.ndarray) -> float:
         """Expected target positions per training row, over rows of ``lengths`` (items)."""
+        ...
+
+    def inference_times(self, timestamps: np.ndarray, offsets: np.ndarray, rows: np.ndarray,
+                        width: int, query_times: np.ndarray | None = None) -> Times:
+        """:class:`Times` aligned with :meth:`inference_inputs` of width ``width``; the last
+        position queries ``query_times`` (default: the history's last event time)."""
         ...
 
 
@@ -70,12 +102,20 @@ class NextItem:
     needs_mask_token: bool = False
 
     def training_batch(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray,
-                       rng: np.random.Generator) -> Batch:
+                       rng: np.random.Generator, timestamps: np.ndarray | None = None) -> Batch:
         """:class:`Batch` of ``(batch, seq_len)`` windows of the CSR rows ``rows``; ``seq_len`` is
-        the longest kept row of this batch minus one (``rng`` unused: nothing is random here)."""
+        the longest kept row of this batch minus one (``rng`` unused: nothing is random here).
+        Each position's query time is its target's time."""
         window = windows(items, offsets, rows, self.max_seq_len + 1)  # (batch, seq_len + 1)
         inputs, targets = window[:, :-1], window[:, 1:]
-        return _to_batch(np.ascontiguousarray(inputs), np.ascontiguousarray(targets), inputs != PAD)
+        batch = _to_batch(np.ascontiguousarray(inputs), np.ascontiguousarray(targets),
+                          inputs != PAD)
+        if timestamps is None:
+            return batch
+        stamps = windows(timestamps, offsets, rows, self.max_seq_len + 1, pad_to=window.shape[1])
+        times = Times(torch.from_numpy(np.ascontiguousarray(stamps[:, :-1])),
+                      torch.from_numpy(np.ascontiguousarray(stamps[:, 1:])))
+        return Batch(batch.inputs, batch.targets, batch.is_target, times)
 
     def mean_targets(self, lengths: np.ndarray) -> float:
         """Mean of ``min(length, max_seq_len + 1) - 1`` over rows with at least 2 items."""
@@ -85,6 +125,14 @@ class NextItem:
     def inference_inputs(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """``(batch, <= max_seq_len)`` the most recent items of each history."""
         return windows(items, offsets, rows, self.max_seq_len)
+
+    def inference_times(self, timestamps: np.ndarray, offsets: np.ndarray, rows: np.ndarray,
+                        width: int, query_times: np.ndarray | None = None) -> Times:
+        """Times of the most recent ``width`` events; position ``i`` queries event ``i + 1``'s
+        time and the last position ``query_times``."""
+        stamps = windows(timestamps, offsets, rows, width, pad_to=width)  # (batch, width)
+        queries = np.concatenate([stamps[:, 1:], _last_or(query_times, stamps)[:, None]], axis=1)
+        return Times(torch.from_numpy(stamps), torch.from_numpy(queries))
 
 
 @dataclass(frozen=True)
@@ -104,8 +152,9 @@ class MaskedItem:
     needs_mask_token: bool = True
 
     def training_batch(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray,
-                       rng: np.random.Generator) -> Batch:
-        """:class:`Batch` of ``(batch, seq_len)`` windows with positions masked at random by ``rng``."""
+                       rng: np.random.Generator, timestamps: np.ndarray | None = None) -> Batch:
+        """:class:`Batch` of ``(batch, seq_len)`` windows with positions masked at random by
+        ``rng``; a position's query time is its own event's time."""
         window = windows(items, offsets, rows, self.max_seq_len)  # (batch, seq_len)
         real = window != PAD
         masked = real & (rng.random(window.shape) < self.mask_prob)
@@ -113,7 +162,12 @@ class MaskedItem:
         masked[none, -1] = True  # the last column is always a real item (left padding)
         inputs = np.where(masked, self.mask_token, window)
         targets = np.where(masked, window, PAD)
-        return _to_batch(inputs, targets, masked)
+        batch = _to_batch(inputs, targets, masked)
+        if timestamps is None:
+            return batch
+        stamps = torch.from_numpy(windows(timestamps, offsets, rows, self.max_seq_len,
+                                          pad_to=window.shape[1]))
+        return Batch(batch.inputs, batch.targets, batch.is_target, Times(stamps, stamps))
 
     def mean_targets(self, lengths: np.ndarray) -> float:
         """Expected masked positions per row: ``mask_prob × min(length, max_seq_len)``, at least 1."""
@@ -127,3 +181,11 @@ class MaskedItem:
         history = windows(items, offsets, rows, self.max_seq_len - 1)
         mask_col = np.full((len(rows), 1), self.mask_token, dtype=np.int64)
         return np.concatenate([history, mask_col], axis=1)
+
+    def inference_times(self, timestamps: np.ndarray, offsets: np.ndarray, rows: np.ndarray,
+                        width: int, query_times: np.ndarray | None = None) -> Times:
+        """Times of the history part, then the query time at the MASK position."""
+        stamps = windows(timestamps, offsets, rows, width - 1, pad_to=width - 1)
+        times = np.concatenate([stamps, _last_or(query_times, stamps)[:, None]], axis=1)
+        tensor = torch.from_numpy(times)
+        return Times(tensor, tensor)

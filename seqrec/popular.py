@@ -56,7 +56,9 @@ class PopularRecommender:
         self.fitted = Fitted(dataset.catalogue, dataset.user_index, train,
                              train.item_counts(dataset.n_items), dataset.item_info)
 
-    def encode_histories(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> Tensor:
+    def encode_histories(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray,
+                         timestamps: np.ndarray | None = None,
+                         query_times: np.ndarray | None = None) -> Tensor:
         """``(len(rows), 0)``: popularity reads nothing of a history."""
         return torch.zeros(len(rows), 0)
 

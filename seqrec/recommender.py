@@ -13,7 +13,6 @@ Saving and loading are :func:`seqrec.save_model` / :func:`seqrec.load_model`
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from seqrec.build import Parts, build_parts
 from seqrec.checkpoint import FitResult
 from seqrec.config import Config, Runtime, preset
 from seqrec.data.sequences import Dataset, HeldOut, Sequences
-from seqrec.filters import Filters, ItemSets
+from seqrec.evaluation import validator
 from seqrec.lists import (
     Fitted,
     Retrieval,
@@ -39,8 +38,10 @@ from seqrec.lists import (
     set_histories,
     to_frame,
 )
+from seqrec.objectives import Times
 from seqrec.popular import PopularRecommender
-from seqrec.rank import TopK, rank_rows
+from seqrec.rank import TopK
+from seqrec.similar import cosine_neighbours
 from seqrec.train import OnBatch, OnEpoch, fit, launch, make_fabric
 
 
@@ -137,21 +138,9 @@ class SequentialRecommender:
         self.parts = parts if self.parts_override is None else self.parts_override(parts)
         if sharded and fabric is None:
             fabric = launch(make_fabric(self.runtime))
-        validate = None
-        # a shard may hold no validation user: it must still join the others' all-reduce
-        if validation is not None and (validation.targets.n_sequences or sharded):
-            from seqrec.evaluation import evaluate
-
-            def validate(_encoder: torch.nn.Module) -> float:
-                users = float(validation.targets.n_sequences)
-                ndcg = (evaluate(self, validation, k=eval_k, metrics=("ndcg",))
-                        .means[f"ndcg@{eval_k}"] if users else 0.0)
-                if not sharded or fabric.world_size == 1:
-                    return ndcg
-                # the mean over every process's users
-                total = fabric.all_reduce(torch.tensor([ndcg * users, users]), reduce_op="sum")
-                return float(total[0] / max(float(total[1]), 1.0))
-
+        validate = (validator(self, validation, eval_k, sharded, fabric)
+                    if validation is not None and (validation.targets.n_sequences or sharded)
+                    else None)  # a shard may hold no validation user, yet must join the others
         if progress:
             from seqrec.progress import TrainingProgress
 
@@ -161,13 +150,22 @@ class SequentialRecommender:
         self.fit_result = fit(self.parts, self.config, train.items, train.offsets,
                               validate=validate, checkpoint_dir=checkpoint_dir, resume=resume,
                               fabric=fabric, runtime=self.runtime, on_epoch=on_epoch,
-                              on_batch=on_batch, sharded=sharded)
+                              on_batch=on_batch, sharded=sharded, timestamps=train.timestamps)
         return self.fit_result
 
     # ---- scoring -----------------------------------------------------------------------------
-    def encode_histories(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> Tensor:
+    def encode_histories(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray,
+                         timestamps: np.ndarray | None = None,
+                         query_times: np.ndarray | None = None) -> Tensor:
         """``(len(rows), dim)`` float32 last-position hidden states (on the model's device) of
-        histories ``rows`` of the CSR arrays; the last layer computes that position only."""
+        histories ``rows`` of the CSR arrays; the last layer computes that position only.
+
+        Args:
+            timestamps: ``(n_interactions,)`` int64 seconds aligned with ``items``, read by
+                time-aware layers (HSTU, FuXi-α); None: every time gap counts as 0.
+            query_times: ``(len(rows),)`` int64 seconds the recommendation is for; default the
+                time of each history's last event (the HSTU reference's choice).
+        """
         fitted_state(self)
         assert self.parts is not None
         encoder, objective = self.parts.encoder, self.parts.objective
@@ -176,8 +174,14 @@ class SequentialRecommender:
         inputs = torch.from_numpy(objective.inference_inputs(items, offsets, rows)).to(device)
         if inputs.shape[1] == 0:  # all histories empty: one PAD column, the model sees nothing
             inputs = torch.zeros(len(rows), 1, dtype=torch.int64, device=device)
+        times = None
+        if encoder.uses_times:
+            stamps = np.zeros(len(items), np.int64) if timestamps is None else timestamps
+            raw = objective.inference_times(stamps, offsets, rows, inputs.shape[1], query_times)
+            times = Times(raw.inputs.to(device), raw.queries.to(device))
         with torch.no_grad():
-            return encoder.encode(inputs, causal=objective.causal, last_only=True).float()
+            return encoder.encode(inputs, causal=objective.causal, last_only=True,
+                                  times=times).float()
 
     def score_items(self, hidden: Tensor, start: int = 0, stop: int | None = None) -> Tensor:
         """Scores of items ``start .. stop - 1`` (default: the whole catalogue).
@@ -265,12 +269,17 @@ class SequentialRecommender:
                                 include_items: Iterable[Any] | None = None,
                                 exclude_items: Iterable[Any] | None = None,
                                 on_unknown_user: UnknownPolicy = "error", batch_size: int = 1024,
-                                retrieval: Retrieval = "auto") -> pd.DataFrame:
+                                retrieval: Retrieval = "auto",
+                                timestamps: Sequence[Sequence[int]] | None = None
+                                ) -> pd.DataFrame:
         """Top-``k`` for anonymous histories (lists of external item ids, oldest first).
 
         Unknown item ids inside a history are dropped, with one warning that counts them. A
         history with no known item (empty, or all unknown) is treated as an unknown user:
         ``on_unknown_user`` decides (error / popular items / skip); options as in :meth:`recommend`.
+        ``timestamps`` (seconds, one per history item) feed time-aware layers (HSTU, FuXi-α);
+        without them every time gap counts as 0. The time the recommendation is for is the
+        last event's time (the HSTU reference's choice).
 
         Returns:
             DataFrame ``(history, item_id, score, rank)``; ``history`` is the position of the
@@ -282,7 +291,7 @@ class SequentialRecommender:
         return recommend_histories(self, histories, k, filter_viewed=filter_viewed,
                                    include_items=include_items, exclude_items=exclude_items,
                                    on_unknown_user=on_unknown_user, batch_size=batch_size,
-                                   retrieval=retrieval)
+                                   retrieval=retrieval, timestamps=timestamps)
 
     def similar_items(self, items: Iterable[Any], k: int = 10) -> pd.DataFrame:
         """Item-to-item neighbours by cosine similarity of the item embeddings.
@@ -301,27 +310,7 @@ class SequentialRecommender:
     def similar_topk(self, item_indices: np.ndarray, k: int) -> TopK:
         """Cosine neighbours of item indices (never the item itself), ranked by
         :mod:`seqrec.rank`: ``(len(item_indices), k)`` :class:`~seqrec.rank.TopK`."""
-        scorer = _CosineScorer(self.unit_item_embeddings(),
-                               torch.from_numpy(np.asarray(item_indices, dtype=np.int64)))
-        itself = ItemSets.from_lists([[int(i)] for i in item_indices])
-        return rank_rows(scorer, len(item_indices), self.n_items, k, Filters(seen=itself))
-
-
-@dataclass(frozen=True)
-class _CosineScorer:
-    """Query items against the catalogue by cosine similarity (a :class:`RowScorer`)."""
-
-    unit: Tensor  # (n_items + 1, dim) L2-normalised embeddings
-    query: Tensor  # (n_rows,) item indices
-
-    def encode(self, rows: np.ndarray) -> Tensor:
-        return self.unit[self.query[torch.from_numpy(rows)]]  # (len(rows), dim)
-
-    def score(self, query: Tensor, start: int, stop: int) -> Tensor:
-        scores = query @ self.unit[start:stop].T  # (n, stop - start)
-        if start == 0:
-            scores[:, 0] = float("-inf")
-        return scores
+        return cosine_neighbours(self.unit_item_embeddings(), item_indices, k)
 
 
 Recommender = SequentialRecommender | PopularRecommender

@@ -44,6 +44,7 @@ from seqrec.checkpoint import (
 from seqrec.config import Config, Runtime
 from seqrec.losses import candidate_logits
 from seqrec.memory import check_softmax_memory
+from seqrec.objectives import Times
 from seqrec.optim import LazyAdam
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,8 @@ class TrainingModule(nn.Module):
         self.parts = parts
 
     def forward(self, inputs: Tensor, targets: Tensor, is_target: Tensor,
-                negative_ids: Tensor | None, log_q: Tensor | None) -> Tensor:
+                negative_ids: Tensor | None, log_q: Tensor | None,
+                times: Times | None = None) -> Tensor:
         """Loss of one batch; shapes as in :class:`seqrec.objectives.Batch`, negatives as the
         layout says (:func:`seqrec.losses.candidate_logits`)."""
         if self.parts.sparse_items:
@@ -96,7 +98,7 @@ class TrainingModule(nn.Module):
             table = self.encoder.item_table()  # one item-dropout mask for inputs and candidates
             candidates = self.encoder.candidate_embeddings(table)
         sequence_hidden = self.encoder.encode(inputs, causal=self.parts.objective.causal,
-                                              table=table)  # (batch, seq_len, dim)
+                                              table=table, times=times)  # (batch, seq_len, dim)
         hidden = sequence_hidden[is_target]  # (n_targets, dim): the loss never sees other positions
         logits, labels = candidate_logits(hidden, targets[is_target], candidates, self.parts.layout,
                                           negative_ids, log_q, sequence_hidden=sequence_hidden,
@@ -166,7 +168,8 @@ def make_optimizers(module: TrainingModule, config: Config) -> list[torch.optim.
 def train_step(module: nn.Module, parts: Parts, rows: np.ndarray, items: np.ndarray,
                offsets: np.ndarray, optimizers: list[torch.optim.Optimizer], fabric: Fabric,
                rng: np.random.Generator, generator: torch.Generator,
-               targets_per_batch: float | None = None) -> tuple[float, int]:
+               targets_per_batch: float | None = None,
+               timestamps: np.ndarray | None = None) -> tuple[float, int]:
     """One optimisation step on the sequences ``rows``.
 
     Args:
@@ -179,7 +182,8 @@ def train_step(module: nn.Module, parts: Parts, rows: np.ndarray, items: np.ndar
     Returns:
         ``(loss, n_targets)``: the mean loss over this batch's targets, and their number.
     """
-    batch = parts.objective.training_batch(items, offsets, rows, rng)
+    times_in = timestamps if parts.encoder.uses_times else None
+    batch = parts.objective.training_batch(items, offsets, rows, rng, times_in)
     targets = batch.targets[batch.is_target]
     negative_ids = log_q = None
     if parts.layout != "catalogue":
@@ -189,9 +193,11 @@ def train_step(module: nn.Module, parts: Parts, rows: np.ndarray, items: np.ndar
                    "per_target": (len(targets),)}[parts.layout]
         negatives = parts.sampler.sample(targets, leading, generator)
         negative_ids, log_q = negatives.ids, negatives.log_q
-    inputs, all_targets, is_target, negative_ids, log_q = fabric.to_device(
-        (batch.inputs, batch.targets, batch.is_target, negative_ids, log_q))
-    loss = module(inputs, all_targets, is_target, negative_ids, log_q)
+    stamps = None if batch.times is None else (batch.times.inputs, batch.times.queries)
+    inputs, all_targets, is_target, negative_ids, log_q, stamps = fabric.to_device(
+        (batch.inputs, batch.targets, batch.is_target, negative_ids, log_q, stamps))
+    times = None if stamps is None else Times(*stamps)
+    loss = module(inputs, all_targets, is_target, negative_ids, log_q, times)
     for optimizer in optimizers:
         optimizer.zero_grad(set_to_none=True)
     fabric.backward(loss if targets_per_batch is None else loss * (len(targets) / targets_per_batch))
@@ -210,7 +216,7 @@ def fit(parts: Parts, config: Config, items: np.ndarray, offsets: np.ndarray, *,
         checkpoint_dir: str | Path | None = None, resume: bool = False,
         fabric: Fabric | None = None, runtime: Runtime | None = None,
         on_epoch: OnEpoch | None = None, on_batch: OnBatch | None = None,
-        sharded: bool = False) -> FitResult:
+        sharded: bool = False, timestamps: np.ndarray | None = None) -> FitResult:
     """Train ``parts.encoder`` in place on CSR sequences and keep the best weights.
 
     Args:
@@ -235,6 +241,8 @@ def fit(parts: Parts, config: Config, items: np.ndarray, offsets: np.ndarray, *,
             not split across processes, and every process takes as many steps per epoch as the
             process with the fewest batches (DDP all-reduces gradients in lock step). The
             ``validate`` callback must then return the metric over all processes.
+        timestamps: ``(n_interactions,)`` int64 seconds aligned with ``items``, for layers that
+            read event times (HSTU, FuXi-α; without them every time gap counts as 0).
 
     Returns:
         :class:`~seqrec.checkpoint.FitResult`.
@@ -273,7 +281,7 @@ def fit(parts: Parts, config: Config, items: np.ndarray, offsets: np.ndarray, *,
             break
         loss, seconds, rate = _run_epoch(module, parts, config, items, offsets, lengths,
                                          optimizers, fabric, epoch, targets_per_batch, on_batch,
-                                         sharded)
+                                         sharded, timestamps)
         metric = None
         if validate is not None:
             parts.encoder.eval()
@@ -309,7 +317,8 @@ def _run_epoch(module: nn.Module, parts: Parts, config: Config, items: np.ndarra
                offsets: np.ndarray, lengths: np.ndarray,
                optimizers: list[torch.optim.Optimizer], fabric: Fabric, epoch: int,
                targets_per_batch: float | None, on_batch: OnBatch | None,
-               sharded: bool = False) -> tuple[float, float, float]:
+               sharded: bool = False,
+               timestamps: np.ndarray | None = None) -> tuple[float, float, float]:
     # every source of randomness is a function of (seed, epoch): resuming reproduces the run
     rng = np.random.default_rng([config.seed, epoch])
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
@@ -325,7 +334,7 @@ def _run_epoch(module: nn.Module, parts: Parts, config: Config, items: np.ndarra
     start, total, n_seq = time.perf_counter(), 0.0, 0
     for i, rows in enumerate(batches):
         loss, n_targets = train_step(module, parts, rows, items, offsets, optimizers, fabric, rng,
-                                     generator, targets_per_batch)
+                                     generator, targets_per_batch, timestamps)
         if not math.isfinite(loss):
             raise FloatingPointError(f"epoch {epoch} batch {i}: loss is {loss}; lower lr?")
         total += loss

@@ -46,6 +46,6 @@ def small_config(name: str = "esasrec", **overrides):
     """A preset shrunk to run in about a second on one CPU thread."""
     settings = dict(dim=32, lr=5e-3, epochs=40, batch_size=32, max_seq_len=16, dropout=0.1,
                     patience=0, seed=0)
-    if name in ("esasrec", "sasrec_ss", "gsasrec"):
+    if name in ("esasrec", "sasrec_ss", "gsasrec", "hstu", "fuxi_alpha"):
         settings["n_negatives"] = 16
     return preset(name, **{**settings, **overrides})

@@ -136,3 +136,15 @@ def test_a_part_can_be_swapped_from_python(pattern):
     model.fit(dataset, split.train)
     assert len(seen) == 1 and isinstance(seen[0], SampledSoftmaxLoss)
     assert isinstance(model.parts.loss, BCELoss)
+
+
+def test_time_aware_layers_swap_in_by_config_like_every_layer():
+    from seqrec.build import build_parts
+    from seqrec.time_layers import FuXiAlphaLayer, HSTULayer
+
+    for layer, cls in (("hstu", HSTULayer), ("fuxi_alpha", FuXiAlphaLayer)):
+        parts = build_parts(preset("esasrec", layer=layer, n_layers=2), 20)
+        assert all(isinstance(block, cls) for block in parts.encoder.layers)
+        assert parts.encoder.uses_times and parts.loss.__class__.__name__ == "SampledSoftmaxLoss"
+    assert preset("hstu").layer == "hstu" and preset("fuxi_alpha").layer == "fuxi_alpha"
+    assert parse_set(["layer=hstu"]) == {"layer": "hstu"}

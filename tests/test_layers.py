@@ -1,19 +1,31 @@
 """Transformer layers (contract tests over every TransformerLayer): padding content never changes
 real positions, causal attention does not leak the future, last_only equals the full forward."""
 
+import math
+
 import pytest
 import torch
 
 from seqrec.layers import LiGRLayer, SASRecLayer, attention_mask
+from seqrec.objectives import Times
+from seqrec.time_layers import FuXiAlphaLayer, HSTULayer
 
-LAYERS = {"sasrec": SASRecLayer, "ligr": LiGRLayer}
+LAYERS = {"sasrec": SASRecLayer, "ligr": LiGRLayer, "hstu": HSTULayer,
+          "fuxi_alpha": FuXiAlphaLayer}
+TIME_LAYERS = ("hstu", "fuxi_alpha")
 ATOL = 1e-5
-DIM, HEADS = 16, 2
+DIM, HEADS, MAX_LEN = 16, 2, 9
 
 
 def _layer(name: str):
     torch.manual_seed(0)
-    return LAYERS[name](DIM, HEADS, dropout=0.3, ff_multiplier=2).eval()
+    extra = {"max_seq_len": MAX_LEN} if name in TIME_LAYERS else {}
+    layer = LAYERS[name](DIM, HEADS, dropout=0.3, ff_multiplier=2, **extra).eval()
+    if name in TIME_LAYERS:  # the relative-bias weights start at N(0, 0.02): make them count
+        with torch.no_grad():
+            layer.bias.position.normal_(std=1.0)
+            layer.bias.time.normal_(std=1.0)
+    return layer
 
 
 def _padding(lengths: list[int], seq_len: int) -> torch.Tensor:
@@ -108,3 +120,81 @@ def test_dropout_keeps_each_element_with_probability_one_minus_p_and_preserves_t
     first = dropout(x[:3], 0.5)
     torch.manual_seed(1)
     assert torch.equal(dropout(x[:3], 0.5), first)  # the global seed decides, as for nn.Dropout
+
+
+def _times(batch: int, seq_len: int, seed: int = 0) -> Times:
+    """Increasing event times, gaps of seconds to days; each position queries the next time."""
+    generator = torch.Generator().manual_seed(seed)
+    stamps = torch.cumsum(torch.randint(1, 200_000, (batch, seq_len + 1), generator=generator), 1)
+    return Times(stamps[:, :-1], stamps[:, 1:])
+
+
+@pytest.mark.parametrize("name", TIME_LAYERS)
+def test_time_aware_layers_read_times_and_padding_times_never_matter(name):
+    layer = _layer(name)
+    is_padding = _padding([5, 2, 7], seq_len=7)
+    mask = attention_mask(is_padding, causal=True)
+    x = torch.randn(3, 7, DIM)
+    times = _times(3, 7)
+    other = Times(torch.where(is_padding, times.inputs + 10**9, times.inputs), times.queries)
+    with torch.no_grad():
+        timed, untimed = layer(x, mask, times=times), layer(x, mask)
+        padded_differently = layer(x, mask, times=other)
+    real = ~is_padding
+    assert not torch.allclose(timed[real], untimed[real], atol=ATOL)  # times are read
+    torch.testing.assert_close(padded_differently[real], timed[real], atol=ATOL, rtol=0)
+    with torch.no_grad():
+        last = layer(x, mask, last_only=True, times=times)
+    torch.testing.assert_close(last, timed[:, -1:], atol=ATOL, rtol=0)
+
+
+def _bucket(gap: int) -> int:
+    return min(max(int(math.log(max(abs(gap), 1)) / 0.301), 0), 128)
+
+
+def _reference_attention(layer, x, times, n_heads):
+    """The papers' equations, one query and one key at a time (causal, no padding)."""
+    batch, n, dim = x.shape
+    normed = torch.nn.functional.layer_norm(x, (dim,), eps=1e-6)
+    projected = torch.nn.functional.silu(normed @ layer.uvqk)
+    u_size = projected.shape[-1] - 3 * dim
+    u, v, q, k = projected.split([u_size, dim, dim, dim], dim=-1)
+    head = dim // n_heads
+    semantic = torch.zeros(batch, n, dim)
+    positional = torch.zeros(batch, n, dim)
+    temporal = torch.zeros(batch, n, dim)
+    for b in range(batch):
+        for i in range(n):
+            for j in range(i + 1):
+                p = layer.bias.position[j - i + layer.max_seq_len - 1]
+                t = layer.bias.time[_bucket(int(times.queries[b, i] - times.inputs[b, j]))]
+                for h in range(n_heads):
+                    cols = slice(h * head, (h + 1) * head)
+                    score = q[b, i, cols] @ k[b, j, cols]
+                    if isinstance(layer, HSTULayer):
+                        score = score + p + t
+                    weight = torch.nn.functional.silu(score) / layer.max_seq_len
+                    semantic[b, i, cols] += weight * v[b, j, cols]
+                positional[b, i] += p * v[b, j]
+                temporal[b, i] += t * v[b, j]
+    return u, semantic, positional, temporal
+
+
+@pytest.mark.parametrize("name", TIME_LAYERS)
+def test_time_aware_layers_match_the_papers_equations_written_as_loops(name):
+    layer = _layer(name)
+    x = torch.randn(2, 5, DIM)
+    times = _times(2, 5, seed=1)
+    mask = attention_mask(_padding([5, 5], 5), causal=True)
+    with torch.no_grad():
+        out = layer(x, mask, times=times)
+        u, semantic, positional, temporal = _reference_attention(layer, x, times, HEADS)
+        norm = torch.nn.functional.layer_norm
+        if name == "hstu":  # y = x + f2(u * Norm(A V))
+            expected = x + layer.out(u * norm(semantic, (DIM,), eps=1e-6))
+        else:  # channels [positional, temporal, semantic]; then the two feed-forward stages
+            channels = torch.cat([positional, temporal, semantic], dim=-1)
+            h = x + layer.project(u * norm(channels, (3 * DIM,), eps=1e-6))
+            r = torch.nn.functional.rms_norm(h, (DIM,), eps=1e-6)
+            expected = h + layer.down(torch.nn.functional.silu(layer.gate(r)) * layer.up(r))
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)

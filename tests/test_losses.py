@@ -9,7 +9,14 @@ import torch.nn.functional as F
 
 from seqrec.build import build_parts
 from seqrec.config import preset
-from seqrec.losses import BCELoss, GBCELoss, SampledSoftmaxLoss, SoftmaxLoss, candidate_logits
+from seqrec.losses import (
+    BCELoss,
+    GBCELoss,
+    SampledSoftmaxLoss,
+    SoftmaxLoss,
+    candidate_logits,
+    prior_logit,
+)
 from seqrec.train import TrainingModule
 
 ATOL = 1e-5
@@ -103,17 +110,47 @@ def test_gbce_beta_and_value_hand_computed():
     # alpha = 10 / (101 - 1) = 0.1; beta = 0.1 * (0.5 * (1 - 10) + 10) = 0.55
     gbce = GBCELoss(n_items=101, n_negatives=10, t=0.5)
     assert math.isclose(gbce.beta, 0.55, abs_tol=1e-12)
-    # logits 0: -0.55 log(1/2) - log(1/2) = 1.55 ln 2
+    # prior logit b = log(0.55 / 10): sigma(b) = 0.055 / 1.055; logits 0 score b:
+    # -0.55 log(0.055 / 1.055) - log(1 / 1.055)
     value = gbce(torch.zeros(1, 2), torch.zeros(1, dtype=torch.int64))
-    assert math.isclose(float(value), 1.55 * math.log(2), abs_tol=ATOL)
+    expected = 0.55 * math.log(1.055 / 0.055) + math.log(1.055)
+    assert math.isclose(float(value), expected, abs_tol=ATOL)
     assert math.isclose(GBCELoss(101, 10, t=1.0).beta, 0.1, abs_tol=1e-12)  # beta = alpha at t = 1
 
 
 def test_bce_hand_computed():
-    # -log σ(2) - log(1 - σ(-1)) - log(1 - σ(0.5)) = softplus(-2) + softplus(-1) + softplus(0.5)
+    # two negatives: prior logit -ln 2, added to every logit
+    # -log σ(2 - ln 2) - log(1 - σ(-1 - ln 2)) - log(1 - σ(0.5 - ln 2))
     value = BCELoss()(torch.tensor([[2.0, -1.0, 0.5]]), torch.zeros(1, dtype=torch.int64))
     softplus = lambda x: math.log1p(math.exp(x))  # noqa: E731
-    assert math.isclose(float(value), softplus(-2) + softplus(-1) + softplus(0.5), abs_tol=ATOL)
+    b = -math.log(2)
+    expected = softplus(-(2 + b)) + softplus(-1 + b) + softplus(0.5 + b)
+    assert math.isclose(float(value), expected, abs_tol=ATOL)
+
+
+def test_bce_with_one_negative_is_sasrecs_plain_binary_loss():
+    logits = torch.tensor([[1.5, -0.5], [0.0, 2.0]])
+    expected = (-F.logsigmoid(logits[:, 0]) - F.logsigmoid(-logits[:, 1])).mean()
+    assert prior_logit(1.0, 1) == 0.0
+    assert math.isclose(float(BCELoss()(logits, torch.zeros(2, dtype=torch.int64))), float(expected),
+                        abs_tol=ATOL)
+
+
+@pytest.mark.parametrize(("loss", "n_negatives"), [
+    (BCELoss(), 1), (BCELoss(), 16), (BCELoss(), 256), (GBCELoss(1682, 256, t=0.75), 256),
+    (GBCELoss(300, 16, t=0.75), 16), (GBCELoss(1000, 5, t=0.0), 5)])
+def test_a_model_scoring_every_candidate_alike_sits_at_the_binary_losses_optimum(loss, n_negatives):
+    # Logits near 0 are what a freshly initialised model gives. Were the loss's gradient along a
+    # shift shared by all candidates not 0 there, the first steps would spend themselves moving
+    # every item alike (with 256 negatives that push outweighed the target's term 53x to 240x in
+    # the item rows' gradients, and gSASRec stayed at "the same logit for every item").
+    shift = torch.zeros(1, requires_grad=True)
+    logits = torch.zeros(3, 1 + n_negatives) + shift
+    value = loss(logits, torch.zeros(3, dtype=torch.int64))
+    (grad,) = torch.autograd.grad(value, shift)
+    assert abs(float(grad)) < 1e-5
+    beta = getattr(loss, "beta", 1.0)
+    assert math.isclose(prior_logit(beta, n_negatives), math.log(beta / n_negatives), abs_tol=1e-12)
 
 
 @pytest.mark.parametrize("loss", [BCELoss(), GBCELoss(10, 2)])
@@ -174,6 +211,30 @@ def test_sampled_softmax_with_negatives_per_target_scores_each_target_against_it
                                                                              float("-inf"))
     torch.testing.assert_close(logits[:, 1:], expected, atol=ATOL, rtol=0)
     assert torch.isneginf(logits[2, 2]) and labels.eq(0).all()
+
+
+@pytest.mark.parametrize(("n_negatives", "dim", "n_rows"), [
+    (3, 6, 11),  # rows <= n_negatives * dim: one matmul over the rows, then a pick
+    (2, 3, 11),  # rows > n_negatives * dim: a gather of the drawn rows
+    (40, 4, 30)])  # more draws than rows, with repeats
+def test_negatives_per_target_match_a_loop_in_values_and_gradients(n_negatives, dim, n_rows):
+    generator = torch.Generator().manual_seed(7)
+    hidden = torch.randn(5, dim, generator=generator, requires_grad=True)
+    embeddings = torch.randn(n_rows, dim, generator=generator, requires_grad=True)
+    targets = torch.randint(1, n_rows, (5,), generator=generator)
+    ids = torch.randint(1, n_rows, (5, n_negatives), generator=generator)
+    ids[0, 0] = targets[0]  # an accidental hit
+    logits, _ = candidate_logits(hidden, targets, embeddings, "per_target", ids, None)
+    expected = torch.stack([torch.stack([hidden[t] @ embeddings[targets[t]]] + [
+        hidden[t] @ embeddings[ids[t, n]] if ids[t, n] != targets[t] else torch.tensor(-math.inf)
+        for n in range(n_negatives)]) for t in range(5)])
+    torch.testing.assert_close(logits, expected, atol=ATOL, rtol=0)
+    weights = torch.randn(logits.shape, generator=generator)
+    finite = torch.isfinite(expected)
+    grads = torch.autograd.grad((logits[finite] * weights[finite]).sum(), (hidden, embeddings))
+    expected_grads = torch.autograd.grad((expected[finite] * weights[finite]).sum(), (hidden, embeddings))
+    for got, want in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
 
 
 def test_negatives_of_the_wrong_shape_for_the_layout_are_refused():

@@ -37,7 +37,7 @@ def data(request):
     return dataset, leave_one_out(dataset)
 
 
-@pytest.fixture(scope="module", params=["esasrec", "bert4rec", "popular"])
+@pytest.fixture(scope="module", params=["esasrec", "bert4rec", "hstu", "popular"])
 def fitted(request, data):
     dataset, split = data
     model = (PopularRecommender() if request.param == "popular"

@@ -24,7 +24,7 @@ from seqrec.metrics import item_popularity
 
 
 # ---- the recommender contract, for every kind of recommender --------------------------------------
-@pytest.fixture(scope="module", params=["esasrec", "bert4rec", "popular"])
+@pytest.fixture(scope="module", params=["esasrec", "bert4rec", "fuxi_alpha", "popular"])
 def fitted(request, pattern):
     dataset, split = pattern
     if request.param == "popular":
@@ -66,9 +66,9 @@ def test_each_block_is_encoded_once_and_scored_once_never_to_refill(fitted):
     encoded, scored = [], []
     encode, score = fitted.encode_histories, fitted.score_items
 
-    def counting_encode(items, offsets, rows):
+    def counting_encode(items, offsets, rows, *times):
         encoded.append(len(rows))
-        return encode(items, offsets, rows)
+        return encode(items, offsets, rows, *times)
 
     def counting_score(hidden, start=0, stop=None):
         scored.append(len(hidden))
@@ -146,8 +146,10 @@ def test_unknown_filter_items_are_dropped_with_a_warning_counting_them(fitted):
 
 def test_recommend_for_histories_matches_the_known_users_lists(fitted):
     users = fitted.user_index.ids[:3].tolist()
-    histories = [fitted.catalogue.to_external(fitted.histories.row(i)).tolist() for i in range(3)]
-    by_history = fitted.recommend_for_histories(histories, k=5)
+    h = fitted.histories
+    histories = [fitted.catalogue.to_external(h.row(i)).tolist() for i in range(3)]
+    times = [h.timestamps[h.offsets[i]:h.offsets[i + 1]].tolist() for i in range(3)]
+    by_history = fitted.recommend_for_histories(histories, k=5, timestamps=times)
     by_user = fitted.recommend(users, k=5)
     assert by_history.history.tolist() == np.repeat([0, 1, 2], 5).tolist()
     assert by_history.item_id.tolist() == by_user.item_id.tolist()
@@ -248,9 +250,10 @@ def test_evaluate_equals_the_metrics_of_the_served_lists(fitted, pattern, ties):
     test = split.test
     report = evaluate(model, test, k=10, train=split.train)
     users = model.user_index.to_external(test.histories.users)
-    histories = [model.catalogue.to_external(test.histories.row(i)).tolist()
-                 for i in range(test.histories.n_sequences)]
-    served = model.recommend_for_histories(histories, k=10)
+    h = test.histories
+    histories = [model.catalogue.to_external(h.row(i)).tolist() for i in range(h.n_sequences)]
+    times = [h.timestamps[h.offsets[i]:h.offsets[i + 1]].tolist() for i in range(h.n_sequences)]
+    served = model.recommend_for_histories(histories, k=10, timestamps=times)
     lists = [served[served.history == i].item_id.tolist() for i in range(len(users))]
     rows = np.array([model.catalogue.to_index(row) for row in lists])
     by_lists = evaluate_lists(rows, test.targets, n_items=model.n_items, k=10,
@@ -269,7 +272,7 @@ class _Wrapped:
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
-    def recommend_for_histories(self, histories, k=10, **options):
+    def recommend_for_histories(self, histories, k=10, **options):  # the library's own path
         from seqrec.lists import recommend_histories
 
         return recommend_histories(self, histories, k, **options)
