@@ -85,8 +85,8 @@ def _check_rebuildable(model: SequentialRecommender) -> None:
                          "(loss, sampler, layout), or save encoder.state_dict() yourself")
 
 
-def save_model(model: Recommender, path: str | Path, metrics: dict[str, float] | None = None
-               ) -> Path:
+def save_model(model: Recommender, path: str | Path, metrics: dict[str, float] | None = None,
+               *, repeat: bool = False) -> Path:
     """Write a fitted recommender to directory ``path``, replacing a model directory there
     whole in one step (see the module docstring).
 
@@ -94,6 +94,8 @@ def save_model(model: Recommender, path: str | Path, metrics: dict[str, float] |
         model: a fitted :class:`SequentialRecommender` or :class:`PopularRecommender`.
         path: the directory; created, or replaced when it holds a model.
         metrics: test metrics to record in ``model.json``.
+        repeat: the model is for repeat consumption (re-buys count): recorded in
+            ``model.json``, so that ``seqrec recommend`` keeps seen items by default.
 
     Returns:
         the directory path.
@@ -116,7 +118,8 @@ def save_model(model: Recommender, path: str | Path, metrics: dict[str, float] |
         "kind": kind, "format_version": FORMAT_VERSION,
         "seqrec_version": __import__("seqrec").__version__,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "n_items": data.n_items, "n_users": len(data.user_index), "metrics": metrics or {}}
+        "n_items": data.n_items, "n_users": len(data.user_index), "metrics": metrics or {},
+        "repeat": repeat}
     with staged_dir(path) as tmp:
         if isinstance(model, SequentialRecommender):
             _check_rebuildable(model)

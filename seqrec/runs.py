@@ -218,7 +218,8 @@ def train_and_save(out: str | Path, dataset: Dataset, config: Config | None = No
                    split: Split | None = None, runtime: Runtime | None = None,
                    resume: bool = False, force: bool = False, on_epoch: OnEpoch | None = None,
                    on_batch: OnBatch | None = None, eval_k: int = 10,
-                   fabric: Any = None, sharded: bool = False) -> RunResult | None:
+                   fabric: Any = None, sharded: bool = False,
+                   repeat: bool = False) -> RunResult | None:
     """Train a model, evaluate it and publish its model directory at ``out`` atomically.
 
     Args:
@@ -235,6 +236,8 @@ def train_and_save(out: str | Path, dataset: Dataset, config: Config | None = No
         on_epoch / on_batch: progress callbacks (see :func:`seqrec.train.fit`).
         eval_k: cutoff of the test metrics and of validation.
         fabric: a Fabric the caller made and launched (overrides ``runtime``'s devices).
+        repeat: repeat consumption counts: the test metrics keep seen items eligible (use a
+            split that keeps already-seen targets), and the model directory records it.
         sharded: ``dataset`` (and ``split``) hold only this process's users of a larger log
             (:func:`seqrec.data.partitioned.read_shard`, after launching ``fabric``): training
             steps on each process's own users, the test metrics are the per-user accuracy
@@ -288,8 +291,9 @@ def train_and_save(out: str | Path, dataset: Dataset, config: Config | None = No
         return _finish_sharded(out, stage, model, dataset, split, eval_k, fabric)
     if not rank0:
         return None
-    metrics = {} if split is None else evaluate(model, split.test, k=eval_k).means
+    metrics = ({} if split is None else
+               evaluate(model, split.test, k=eval_k, filter_viewed=not repeat).means)
     model.set_histories(dataset.sequences)  # serve from each user's whole history
-    save_model(model, stage / "model", metrics=metrics)
+    save_model(model, stage / "model", metrics=metrics, repeat=repeat)
     _publish(stage, out)
     return RunResult(out, model, metrics, getattr(model, "fit_result", None))

@@ -469,3 +469,32 @@ def test_serving_on_a_busy_port_is_one_line_and_exit_1(model_dir: Path) -> None:
         result = run("serve", "--model", model_dir, "--port", str(port))
     one_line_error(result, f"--port {port}")
     assert result.exit_code == 1
+
+
+def test_repeat_mode_keeps_seen_targets_and_seen_items_consistently(tmp_path: Path) -> None:
+    """A log where every user re-buys: the default protocol has nothing to test (said so);
+    --repeat keeps the re-buys as targets and seen items eligible."""
+    rows = [(u, item, 10 * t + r) for u in range(120) for t, item in enumerate([1 + u % 7, 8, 9])
+            for r in (0, 1)]
+    path = tmp_path / "rebuys.csv"
+    pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).to_csv(path, index=False)
+    one_line_error(run("compare", "--data", path, "--split", "loo", "--models", "popular"),
+                   "120 already-seen targets removed")  # every target is a re-buy
+    repeat = ok("compare", "--data", path, "--split", "loo", "--models", "popular", "--json",
+                "--repeat")
+    assert json.loads(repeat.stdout)["models"][0]["ndcg@10"] > 0.3
+    out = tmp_path / "m"
+    ok("train", "--data", path, "--preset", "popular", "--repeat", "--out", out, "--quiet")
+    assert json.loads((out / "model.json").read_text())["repeat"] is True
+    recs = csv_rows(ok("recommend", "--model", out, "--users", "0", "--k", "3").stdout)
+    assert {1, 8} <= set(recs.item_id.tolist())  # seen items stay eligible for a repeat model
+
+
+def test_compare_reports_debiased_columns_and_the_first_target_protocol(tmp_path: Path) -> None:
+    log = write_log(tmp_path / "log.csv", n_users=60)
+    result = ok("compare", "--data", log, "--split", "time", "--test-fraction", "0.3",
+                "--targets", "first", "--models", "popular", "--debiased", "--json")
+    row = json.loads(result.stdout)["models"][0]
+    assert {"dndcg@10", "dhit_rate@10"} <= set(row)
+    one_line_error(run("compare", "--data", log, "--split", "loo", "--targets", "first",
+                       "--models", "popular"), "--targets")

@@ -59,6 +59,13 @@ SplitOpt = Annotated[HeldOutSplit, typer.Option(
     "user has already seen are dropped (counted), since seen items are never recommended.")]
 TestDaysOpt = Annotated[float | None, typer.Option(
     "--test-days", help="--split time: test window of this many days before the last event.")]
+RepeatOpt = Annotated[bool, typer.Option(
+    "--repeat", help="Repeat consumption counts (re-buys): keep held-out items the user already "
+    "has, and do not filter seen items when evaluating (or recommending, for train's saved "
+    "model).")]
+TargetsOpt = Annotated[choices("Targets", ("all", "first")) | None, typer.Option(
+    "--targets", help="--split time: every test-window event is a target (all), or only each "
+    "user's first event after the cutoff (first: the eSASRec paper's protocol) [default: all].")]
 TestFractionOpt = Annotated[float | None, typer.Option(
     "--test-fraction", help="--split time: test window as a share of the time range [default: 0.1].")]
 SetOpt = Annotated[list[str] | None, typer.Option(
@@ -154,20 +161,22 @@ def check_split_options(split: str, test_days: float | None, test_fraction: floa
 
 
 def make_split(dataset: Any, split: Any, test_days: float | None, test_fraction: float | None,
-               validation: bool = True) -> Any:
-    """The split the command line names (already-seen targets dropped and counted), or None for
-    ``--split none``; warns when the test part is too small to mean much."""
+               validation: bool = True, repeat: bool = False, targets: str = "all") -> Any:
+    """The split the command line names, or None for ``--split none``; warns when the test part
+    is too small to mean much. Already-seen targets are dropped and counted, unless ``repeat``
+    (re-consumption counts: they are kept, and evaluation does not filter seen items)."""
     from seqrec.data import leave_one_out, time_split
 
     split = value(split)
     check_split_options(split, test_days, test_fraction)
     if split == "loo":
-        result = leave_one_out(dataset, filter_already_seen=True)
+        result = leave_one_out(dataset, filter_already_seen=not repeat)
     elif split == "time":
         if test_days is None and test_fraction is None:
             test_fraction = 0.1
         result = time_split(dataset, last_days=test_days, last_fraction=test_fraction,
-                            validation=validation, filter_already_seen=True)
+                            validation=validation, filter_already_seen=not repeat,
+                            targets=value(targets))
     else:
         return None
     n_test = result.test.targets.n_sequences

@@ -21,8 +21,10 @@ from seqrec.cli.common import (
     KOpt,
     ProgressOpt,
     QuietOpt,
+    RepeatOpt,
     SetOpt,
     SplitOpt,
+    TargetsOpt,
     TestDaysOpt,
     TestFractionOpt,
     ThreadsOpt,
@@ -50,7 +52,7 @@ def compare(
     fmt_: FormatOpt = None,
     models: Annotated[str, typer.Option(
         "--models", help="Comma-separated presets: popular, esasrec, sasrec, sasrec_ss, gsasrec, "
-        "bert4rec.")] = "esasrec,sasrec,popular",
+        "bert4rec, hstu, fuxi_alpha.")] = "esasrec,sasrec,popular",
     split: SplitOpt = "time",
     test_days: TestDaysOpt = None,
     test_fraction: TestFractionOpt = None,
@@ -66,6 +68,11 @@ def compare(
     user_col: UserColOpt = None,
     item_col: ItemColOpt = None,
     timestamp_col: TimeColOpt = None,
+    debiased: Annotated[bool, typer.Option(
+        "--debiased", help="Also dNDCG@k and dHR@k: targets of over-popular items down-sampled "
+        "(Q3 + 1.5 IQR of per-item counts), as the eSASRec paper's time-split tables.")] = False,
+    repeat: RepeatOpt = False,
+    targets: TargetsOpt = None,
     progress: ProgressOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -97,7 +104,10 @@ def compare(
     check_split_options(split, test_days, test_fraction)
     runtime = Runtime(accelerator=value(accelerator) or "cpu", threads=threads)
     dataset = load_data(data, fmt_, user_col, item_col, timestamp_col)
-    parts = make_split(dataset, split, test_days, test_fraction)
+    if targets is not None and split != "time":
+        raise CliError("--targets: only with --split time")
+    parts = make_split(dataset, split, test_days, test_fraction, repeat=repeat,
+                       targets=value(targets) or "all")
     on_epoch, on_batch = progress_callbacks(quiet, progress)
     results: dict[str, dict[str, float]] = {}
     for name in names:
@@ -108,9 +118,12 @@ def compare(
                  else SequentialRecommender(config, runtime=runtime))
         start = time.perf_counter()
         model.fit(dataset, parts.train, parts.validation, on_epoch=on_epoch, on_batch=on_batch)
-        report = evaluate(model, parts.test, k=k, metrics=COMPARE_METRICS)
+        report = evaluate(model, parts.test, k=k, metrics=COMPARE_METRICS, train=parts.train,
+                          filter_viewed=not repeat, debiased=debiased)
         results[name] = {**report.means, "seconds": time.perf_counter() - start}
     columns = [f"{metric}@{k}" for metric in COMPARE_METRICS]
+    if debiased:
+        columns += [f"dndcg@{k}", f"dhit_rate@{k}"]
     points = [[results[n][f"ndcg@{k}"], results[n][f"coverage@{k}"]] for n in names]
     on_front = pareto_front(points)
     if as_json:

@@ -18,6 +18,7 @@ from seqrec.cli.common import (
     ItemColOpt,
     KOpt,
     ModelOpt,
+    RepeatOpt,
     Retrieval,
     SplitOpt,
     TestDaysOpt,
@@ -57,6 +58,7 @@ def evaluate_command(
     user_col: UserColOpt = None,
     item_col: ItemColOpt = None,
     timestamp_col: TimeColOpt = None,
+    repeat: RepeatOpt = False,
     threads: ThreadsOpt = None,
 ) -> None:
     """Evaluate a saved model on the test part of a split of --data.
@@ -77,10 +79,10 @@ def evaluate_command(
                                      model.catalogue)
     except ValueError as error:
         raise CliError(f"--data: {message(error)}") from None
-    parts = make_split(dataset, split, test_days, test_fraction)
+    parts = make_split(dataset, split, test_days, test_fraction, repeat=repeat)
     cutoffs = sorted(set(k or [10]))
     # score with the model, count popularity (ARP, novelty) on the split's train part
-    report = evaluate(model, parts.test, k=cutoffs, train=parts.train)
+    report = evaluate(model, parts.test, k=cutoffs, train=parts.train, filter_viewed=not repeat)
     n_users = parts.test.targets.n_sequences
     if as_json:
         typer.echo(json.dumps({"model": str(model_dir), "split": split, "k": cutoffs,
@@ -105,8 +107,9 @@ def recommend(
         "--history", help="An anonymous history ITEM,ITEM,... oldest first (repeatable: one "
         "list each).")] = None,
     k: KOpt = 10,
-    filter_viewed: Annotated[bool, typer.Option(
-        "--filter-viewed/--no-filter-viewed", help="Leave out items in the history.")] = True,
+    filter_viewed: Annotated[bool | None, typer.Option(
+        "--filter-viewed/--no-filter-viewed", help="Leave out items in the history [default: "
+        "yes, unless the model was trained with --repeat].")] = None,
     include_items: Annotated[str | None, typer.Option(
         "--include-items", help="Recommend only these items (file or comma list; an empty file "
         "allows nothing).")] = None,
@@ -146,6 +149,8 @@ def recommend(
     if value(retrieval) == "ann" and getattr(model, "ann_index", None) is None:
         raise CliError(f"--retrieval ann: {model_dir} has no ANN index (build one from Python "
                        "with seqrec.ann.build_index and save the model)")
+    if filter_viewed is None:  # a model trained for repeat consumption keeps seen items
+        filter_viewed = not (model.metadata or {}).get("repeat", False)
     options = dict(k=k, filter_viewed=filter_viewed, include_items=include,
                    exclude_items=exclude, on_unknown_user=value(on_unknown_user),
                    retrieval=value(retrieval))

@@ -17,6 +17,7 @@ from seqrec.cli.common import (
     ItemColOpt,
     ProgressOpt,
     QuietOpt,
+    RepeatOpt,
     SetOpt,
     TestDaysOpt,
     TestFractionOpt,
@@ -167,6 +168,7 @@ def train(
     num_nodes: Annotated[int | None, typer.Option(
         "--num-nodes", min=1, help="Machines; see docs/cli.md for the launch command.")] = None,
     threads: ThreadsOpt = None,
+    repeat: RepeatOpt = False,
     shard_users: Annotated[bool, typer.Option(
         "--shard-users", help="With several processes (--devices / --num-nodes) and --data a "
         "partitioned Parquet directory: each process reads only its own users (a stable hash "
@@ -230,7 +232,7 @@ def train(
         dataset = _read_shard(data, fabric, user_col, item_col, timestamp_col)
     else:
         dataset = load_data(data, fmt_, user_col, item_col, timestamp_col)
-    parts = make_split(dataset, split, test_days, test_fraction)
+    parts = make_split(dataset, split, test_days, test_fraction, repeat=repeat)
     out_console = console()
     if not quiet:
         typer.echo(f"data: {dataset.n_users:,} users, {dataset.n_items:,} items, "
@@ -241,7 +243,7 @@ def train(
     try:
         result = train_and_save(out, dataset, config, split=parts, runtime=runtime,
                                 resume=resume, force=force, on_epoch=on_epoch, on_batch=on_batch,
-                                fabric=fabric, sharded=shard_users)
+                                fabric=fabric, sharded=shard_users, repeat=repeat)
     except ResumeError as error:
         raise CliError(f"--resume: {message(error)}") from None
     if result is None:  # a DDP process other than rank 0
