@@ -210,7 +210,7 @@ def test_a_failed_run_leaves_the_out_directory_untouched(log: Path, tmp_path: Pa
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     import seqrec.runs
 
-    def broken_save(model: object, path: object, metrics: object = None) -> None:
+    def broken_save(model: object, path: object, metrics: object = None, **_: object) -> None:
         Path(path).mkdir(parents=True)
         (Path(path) / "model.json").write_text("{half")
         raise OSError("disk full")
