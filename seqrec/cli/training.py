@@ -28,6 +28,7 @@ from seqrec.cli.common import (
     check_data_options,
     check_out_dir,
     check_split_options,
+    choices,
     console,
     fmt,
     load_data,
@@ -38,6 +39,8 @@ from seqrec.cli.common import (
     show_bars,
     value,
 )
+
+Precision = choices("Precision", ("32-true", "bf16-mixed", "16-mixed", "auto"))
 
 QUICKSTART = {"dim": 64, "max_seq_len": 200, "batch_size": 32, "n_negatives": 256,
               "negative_sharing": "sequence", "dropout": 0.3, "item_dropout": 0.0, "epochs": 60,
@@ -168,6 +171,11 @@ def train(
     num_nodes: Annotated[int | None, typer.Option(
         "--num-nodes", min=1, help="Machines; see docs/cli.md for the launch command.")] = None,
     threads: ThreadsOpt = None,
+    precision: Annotated[Precision | None, typer.Option(
+        "--precision", help="32-true, bf16-mixed (bf16 autocast), 16-mixed, or auto (bf16-mixed "
+        "on CUDA) [default: 32-true]; not saved with the model.")] = None,
+    compile_: Annotated[bool, typer.Option(
+        "--compile", help="Train through torch.compile (for GPUs).")] = False,
     repeat: RepeatOpt = False,
     shard_users: Annotated[bool, typer.Option(
         "--shard-users", help="With several processes (--devices / --num-nodes) and --data a "
@@ -208,8 +216,10 @@ def train(
         check_out_dir(out, force, hint=" or --resume to continue its training")
     check_data_options(data, fmt_, user_col, item_col, timestamp_col)
     check_split_options(split, test_days, test_fraction)
-    if is_popular and any(v is not None for v in (accelerator, devices, num_nodes)):
-        raise CliError("--accelerator/--devices/--num-nodes: not used by --preset popular")
+    if is_popular and (compile_ or any(v is not None for v in (accelerator, devices, num_nodes,
+                                                                   precision))):
+        raise CliError("--accelerator/--devices/--num-nodes/--precision/--compile: not used by "
+                       "--preset popular")
     config = None
     if resume:
         try:
@@ -218,8 +228,10 @@ def train(
             raise CliError(f"--resume: {message(error)}") from None
     elif not is_popular:
         config = make_config(preset_name or "esasrec", config_file, sets)
-    hardware = {"accelerator": value(accelerator), "devices": devices, "num_nodes": num_nodes}
-    runtime = Runtime(threads=threads, **{k: v for k, v in hardware.items() if v is not None})
+    hardware = {"accelerator": value(accelerator), "devices": devices, "num_nodes": num_nodes,
+                "precision": value(precision)}
+    runtime = Runtime(threads=threads, compile=compile_,
+                      **{k: v for k, v in hardware.items() if v is not None})
     fabric = None
     if shard_users:
         fabric = _sharded_launch(data, fmt_, split, runtime, is_popular)
