@@ -56,8 +56,7 @@ from seqrec.recommender import Recommender, SequentialRecommender
 
 FORMAT_VERSION = 1
 MODEL_FILES = ("model.json", "config.toml", "weights.safetensors", "arrays.safetensors",
-               "ids.json", "item_info.parquet", ANN_FILE)
-"""Files a model directory may hold (the manifest lists those present)."""
+               "ids.json", "item_info.parquet", ANN_FILE)  # the manifest lists those present
 
 
 def _ids_to_json(index: IdIndex) -> dict[str, Any]:
@@ -94,8 +93,7 @@ def save_model(model: Recommender, path: str | Path, metrics: dict[str, float] |
         model: a fitted :class:`SequentialRecommender` or :class:`PopularRecommender`.
         path: the directory; created, or replaced when it holds a model.
         metrics: test metrics to record in ``model.json``.
-        repeat: the model is for repeat consumption (re-buys count): recorded in
-            ``model.json``, so that ``seqrec recommend`` keeps seen items by default.
+        repeat: for repeat consumption (re-buys count): recorded in ``model.json``.
 
     Returns:
         the directory path.
@@ -119,7 +117,7 @@ def save_model(model: Recommender, path: str | Path, metrics: dict[str, float] |
         "seqrec_version": __import__("seqrec").__version__,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "n_items": data.n_items, "n_users": len(data.user_index), "metrics": metrics or {},
-        "repeat": repeat}
+        "repeat": repeat}  # seqrec recommend keeps seen items by default for repeat models
     with staged_dir(path) as tmp:
         if isinstance(model, SequentialRecommender):
             _check_rebuildable(model)

@@ -64,9 +64,9 @@ class CountingScoreBlock:
         self.inner = model.encode_histories
         model.encode_histories = self
 
-    def __call__(self, items, offsets, rows):
+    def __call__(self, items, offsets, rows, *times):
         self.calls += 1
-        return self.inner(items, offsets, rows)
+        return self.inner(items, offsets, rows, *times)
 
 
 # ---- endpoints ---------------------------------------------------------------------------------
@@ -247,11 +247,42 @@ def test_wrong_input_is_422_naming_the_field(client, body, field):
     assert field in response.json()["detail"]
 
 
-@pytest.mark.parametrize("content", [b"{bad json", b"", b"[]", b"null", b"\xff\xfe"])
-def test_malformed_json_is_4xx(client, content):
-    response = client.post("/recommend", content=content, headers={"content-type": "application/json"})
-    assert response.status_code in (400, 422)
-    assert "detail" in response.json()
+def _assert_one_error_format(body: dict) -> None:
+    assert set(body) == {"detail", "errors"} and body["errors"]
+    assert all(set(e) == {"field", "message", "type"} for e in body["errors"])
+    first = body["errors"][0]
+    assert body["detail"].startswith(f"{first['field']}: {first['message']}")
+
+
+@pytest.mark.parametrize("content", [b"{bad json", b"", b"\xff\xfe", b'{"user_id": 1} x',
+                                     b"[" * 5000, b'{"history": ' + b"[" * 300 + b"]" * 300 + b"}"])
+@pytest.mark.parametrize("path", ["/recommend", "/recommend/batch", "/similar"])
+def test_malformed_json_is_422_naming_the_body(client, content, path):
+    """Not JSON, not UTF-8, trailing bytes or nesting too deep: one status, one format."""
+    response = client.post(path, content=content, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    body = response.json()
+    _assert_one_error_format(body)
+    assert [(e["field"], e["type"]) for e in body["errors"]] == [("body", "json_invalid")]
+    assert body["detail"].startswith("body: not valid JSON")
+
+
+@pytest.mark.parametrize("method, path, content, content_type, status", [
+    ("GET", "/nowhere", None, None, 404),
+    ("GET", "/recommend", None, None, 405),
+    ("POST", "/recommend", b"user_id=1", "application/x-www-form-urlencoded", 415),
+    ("POST", "/recommend", b'{"user_id": 1, "k": 0}', "application/json", 422),
+    ("POST", "/recommend", b'{"user_id": 12345}', "application/json", 404),
+    ("POST", "/recommend", b'{"history": [' + b"1," * 600_000 + b'1]}', "application/json", 413),
+    ("POST", "/recommend", b"[]", "application/json", 422),
+    ("POST", "/recommend", b"null", "application/json", 422),
+])
+def test_every_4xx_has_the_documented_format(client, method, path, content, content_type, status):
+    headers = {"content-type": content_type} if content_type else {}
+    response = client.request(method, path, content=content, headers=headers)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    _assert_one_error_format(response.json())
 
 
 def test_oversize_lists_and_bodies_are_413(model_dir):

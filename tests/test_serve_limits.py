@@ -120,7 +120,7 @@ def test_a_huge_header_is_cut_off_early_and_does_not_stall_others(server):
 
     streamer = threading.Thread(target=stream_header)
     streamer.start()
-    while streamer.is_alive():
+    while streamer.is_alive() or len(stalls) < 3:
         start = time.monotonic()
         assert _health(server, timeout=5) == 200
         stalls.append(time.monotonic() - start)
@@ -149,11 +149,13 @@ def test_idle_connections_cannot_use_up_the_servers_file_descriptors(server):
         assert _health(server) == 200  # a new client still gets in
         time.sleep(0.2)
         closed = 0
-        for s in idle[:100]:  # the oldest were closed to make room
+        for s in idle[:100]:  # the oldest were closed (reset) to make room
             s.setblocking(False)
             try:
                 closed += s.recv(1) == b""
-            except BlockingIOError:
+            except ConnectionResetError:
+                closed += 1
+            except BlockingIOError:  # still open
                 pass
         assert closed == 100
     finally:
@@ -349,3 +351,123 @@ def test_single_requests_overtake_queued_batch_requests(model_dir):
     assert [len(r) for r in results] == [1] + [scorer.max_rows] * 3 + [1]
     # the single request queued last is scored before the three big ones queued before it
     assert encoder.rows == [1, 1] + [scorer.max_rows] * 3
+
+
+# ---- the connection guard in-process (a fake transport) ----------------------------------------
+class FakeSocket:
+    def __init__(self, error: int = 0):
+        self.error = error
+
+    def getsockopt(self, level, option):
+        return self.error
+
+    def getsockname(self):
+        return ("127.0.0.1", 8000)
+
+    def getpeername(self):
+        return ("127.0.0.1", 50000)
+
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self, error: int = 0):
+        super().__init__()
+        self.socket, self.written, self.closed = FakeSocket(error), b"", False
+
+    def get_extra_info(self, name, default=None):
+        return self.socket if name == "socket" else default
+
+    def write(self, data):
+        self.written += data
+
+    def close(self):
+        self.closed = True
+
+    def is_closing(self):
+        return self.closed
+
+    def pause_reading(self):
+        pass
+
+    def resume_reading(self):
+        pass
+
+
+def _guarded_connections(app, busy_requests: int = 64):
+    """A factory of guarded protocols sharing one set of open connections, as uvicorn makes."""
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    from seqrec.serve.connections import ConnectionLimits, GuardedHttpToolsProtocol, OpenConnections
+
+    config = Config(app=app, lifespan="off", log_level="error")
+    config.load()
+    state = ServerState()
+    connections = OpenConnections(ConnectionLimits(busy_requests=busy_requests))
+
+    def connect(transport):
+        protocol = GuardedHttpToolsProtocol(config, state, {}, connections=connections)
+        protocol.connection_made(transport)
+        return protocol
+
+    return connect
+
+
+REQUEST = b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+
+def test_a_request_read_after_its_client_reset_the_connection_is_not_started():
+    import errno
+
+    started = []
+
+    async def app(scope, receive, send):
+        started.append(1)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def scenario():
+        connect = _guarded_connections(app)
+        reset, alive, gone = FakeTransport(), FakeTransport(), FakeTransport(errno.ECONNRESET)
+        protocol = connect(reset)
+        reset.socket.error = errno.ECONNRESET  # the reset arrives behind the request
+        protocol.data_received(REQUEST)
+        connect(alive).data_received(REQUEST)
+        connect(gone)  # accepted after the reset: closed at once
+        assert gone.closed
+        await asyncio.sleep(0.05)
+        return reset, alive
+
+    reset, alive = asyncio.run(scenario())
+    assert started == [1]  # only the live client's request ran
+    assert reset.closed and reset.written == b""
+    assert alive.written.startswith(b"HTTP/1.1 200")
+
+
+def test_new_clients_wait_while_busy_and_are_dropped_if_they_hang_up():
+    release, order = asyncio.Event(), []
+
+    async def app(scope, receive, send):
+        order.append(scope["client"])
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def scenario():
+        connect = _guarded_connections(app, busy_requests=1)
+        transports = [FakeTransport() for _ in range(3)]
+        protocols = []
+        for i, transport in enumerate(transports):
+            transport.socket.getpeername = lambda i=i: ("127.0.0.1", i)
+            protocols.append(connect(transport))
+            protocols[-1].data_received(REQUEST)
+        await asyncio.sleep(0.05)
+        running = list(order)
+        protocols[1].connection_lost(None)  # the second client hangs up while it waits
+        release.set()
+        await asyncio.sleep(0.05)
+        return running, transports
+
+    running, transports = asyncio.run(scenario())
+    assert running == [("127.0.0.1", 0)]  # busy: the others waited, read but not started
+    assert order == [("127.0.0.1", 0), ("127.0.0.1", 2)]  # the one that hung up never ran
+    assert transports[2].written.startswith(b"HTTP/1.1 200")

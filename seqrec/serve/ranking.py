@@ -67,13 +67,15 @@ def _known_indices(loaded: LoadedModel, lists: list[list[Any] | None]
     all the lists: a batch of long histories repeats ids a lot.
     """
     present = [ids for ids in lists if ids]
+    if not present:  # e.g. a known user with no filters
+        return [None if ids is None else (np.zeros(0, dtype=np.int64), 0) for ids in lists]
     distinct = list(dict.fromkeys(itertools.chain.from_iterable(present)))
     lookup = dict(zip(distinct, loaded.fitted.catalogue.to_index(distinct, unknown="pad").tolist(),
                       strict=True))
     lengths = [len(ids) for ids in present]
     flat = np.fromiter(map(lookup.__getitem__, itertools.chain.from_iterable(present)),
                        dtype=np.int64, count=sum(lengths))
-    parts = iter(np.split(flat, np.cumsum(lengths)[:-1]) if present else [])
+    parts = iter(np.split(flat, np.cumsum(lengths)[:-1]))
     out: list[tuple[np.ndarray, int] | None] = []
     for ids in lists:
         if ids is None:

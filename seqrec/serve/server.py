@@ -63,7 +63,7 @@ def fit_open_files(max_connections: int) -> int:
 def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *,
           unknown_user: UnknownUserPolicy = "error", max_batch: int = 256,
           max_ids: int = 250_000, max_body_bytes: int = 1_000_000, max_concurrency: int = 256,
-          max_connections: int = 1024, max_header_bytes: int = 16_384,
+          max_connections: int = 1024, busy_requests: int = 64, max_header_bytes: int = 16_384,
           timeout_request_s: float = 10.0, timeout_keep_alive_s: float = 5.0,
           micro_batch: bool = True, workers: int = 1, torch_threads: int = 1,
           access_log: bool = False, log_level: str = "info") -> None:
@@ -78,6 +78,9 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *,
         max_connections: open connections per process; at the cap the one waiting longest with
             no request in progress is closed to make room (see :mod:`~seqrec.serve.connections`).
             The soft open-file limit is raised to fit them.
+        busy_requests: while this many requests are in progress, the first request of a new
+            connection waits (read, not started) until one finishes; established connections
+            keep being served.
         max_header_bytes: request line + headers (beyond: 431).
         timeout_request_s: a whole request must arrive within this of the connection opening
             (or of its first byte on a kept-alive connection); beyond: 408.
@@ -99,7 +102,7 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *,
 
     _log_to_stderr(log_level)
     limits = ConnectionLimits(max_header_bytes, float(timeout_request_s),
-                              fit_open_files(max_connections))
+                              fit_open_files(max_connections), busy_requests)
     protocol = functools.partial(GuardedHttpToolsProtocol, connections=OpenConnections(limits))
     server = {"host": host, "port": port, "access_log": access_log, "log_level": log_level,
               "http": protocol, "timeout_keep_alive": timeout_keep_alive_s, "ws": "none"}
