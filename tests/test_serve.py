@@ -444,3 +444,14 @@ def test_fuzzed_requests_never_get_a_server_error(model_dir):
             assert response.status_code < 500, (case.path, case.body, response.text)
 
         check()
+
+
+def test_a_time_aware_model_serves_known_users_with_their_event_times(tmp_path):
+    path = tmp_path / "hstu"
+    model = seqrec.build_model("hstu", dim=16, epochs=2, n_negatives=8, batch_size=16)
+    model.fit(_dataset())
+    seqrec.save_model(model, path)
+    loaded = seqrec.load_model(path)
+    with TestClient(create_app(path)) as c:
+        served = _ids(c.post("/recommend", json={"user_id": 3, "k": 5}))
+    assert served == loaded.recommend([3], k=5).item_id.tolist()

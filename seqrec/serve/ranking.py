@@ -48,6 +48,8 @@ class Job:
         include / exclude: item indices allowed / removed (None: no such filter).
         popular: rank by popularity instead of the model (unknown user with the fallback).
         unknown_dropped: ids of the request that were unknown (reported back).
+        times: ``(n,)`` int64 seconds of the history's events (a known user's stored times)
+            for time-aware models; None: unknown (every time gap counts as 0).
     """
 
     history: np.ndarray
@@ -57,6 +59,7 @@ class Job:
     exclude: np.ndarray | None = None
     popular: bool = False
     unknown_dropped: int = 0
+    times: np.ndarray | None = None
 
 
 def _known_indices(loaded: LoadedModel, lists: list[list[Any] | None]
@@ -106,14 +109,15 @@ def jobs_for(loaded: LoadedModel, requests: Sequence[Any], unknown_user: Unknown
     for i, request in enumerate(requests):
         where = f"requests[{i}]." if batch else ""
         history_ids, include, exclude = indices[3 * i : 3 * i + 3]
-        dropped, popular = 0, False
+        dropped, popular, times = 0, False, None
         if request.user_id is not None:
             index = data.user_index.index_of(request.user_id)
             row = int(loaded.history_rows[index]) if index >= 0 else -1
             if row < 0 and unknown_user == "error":
                 raise ApiError(404, f"{where}user_id", f"unknown user {request.user_id!r}",
                                "unknown_user")
-            history = h.items[h.offsets[row] : h.offsets[row + 1]] if row >= 0 else h.items[:0]
+            span = slice(h.offsets[row], h.offsets[row + 1]) if row >= 0 else slice(0, 0)
+            history, times = h.items[span], h.timestamps[span]
             popular = row < 0
         else:
             assert history_ids is not None
@@ -127,7 +131,7 @@ def jobs_for(loaded: LoadedModel, requests: Sequence[Any], unknown_user: Unknown
         dropped += sum(part[1] for part in (include, exclude) if part is not None)
         jobs.append(Job(np.asarray(history, dtype=np.int64), request.k, request.filter_viewed,
                         None if include is None else include[0],
-                        None if exclude is None else exclude[0], popular, dropped))
+                        None if exclude is None else exclude[0], popular, dropped, times))
     return jobs
 
 
@@ -150,8 +154,12 @@ def rank_jobs(loaded: LoadedModel, jobs: list[Job]) -> list[Ranked]:
                                      for job in jobs]),
         include_rows=has_include)
     k = max(job.k for job in jobs)
+    times = None
+    if any(job.times is not None for job in jobs):  # known users' times, for time-aware models
+        times = np.concatenate([np.zeros(len(job.history), np.int64) if job.times is None
+                                else job.times for job in jobs])
     with torch.inference_mode():  # cheaper than no_grad: no version counters on the outputs
-        best = rank_rows(HistoryScorer(loaded.model, histories), len(jobs),
+        best = rank_rows(HistoryScorer(loaded.model, histories, times), len(jobs),
                          loaded.fitted.n_items, k, filters,
                          fallback=np.array([job.popular for job in jobs]),
                          fallback_scores=loaded.fitted.popularity_scores(), batch_size=len(jobs))
