@@ -10,8 +10,9 @@ subprocess (so the peak resident set size belongs to that configuration only):
 (a) ``build_dataset`` time (best of ``--build-repeats``) and its extra peak memory (rise of
     ``VmHWM`` over the resident size just before the call, after resetting the peak through
     ``/proc/self/clear_refs``, as in ``benchmarks/build_sequences.py``);
-(b) training time of one epoch of esasrec (dim 64, 1 LiGR layer, batch 128, max_seq_len 50) with
-    sampled softmax (256 shared negatives) and, where it fits, full softmax (``loss="softmax"``).
+(b) training time of one epoch of the esasrec preset (dim 64, 1 LiGR layer, batch 128,
+    max_seq_len 50, 256 negatives per sequence, sparse item-table updates) with sampled softmax
+    and, where it fits, full softmax (``loss="softmax"``, dense updates).
     When an epoch has more batches than ``--batches`` (``--softmax-batches`` for full softmax),
     only that many batches are trained, on a random subset of the training rows, and the epoch
     time is **extrapolated** linearly (time × epoch batches / timed batches); the table says which.
@@ -52,6 +53,7 @@ GRID: list[tuple[int, int, tuple[str, ...]]] = [
     (1_000_000, 10_000, ("sampled_softmax", "softmax")),
     (1_000_000, 1_000_000, ("sampled_softmax", "softmax")),
     (10_000_000, 1_000_000, ("sampled_softmax", "softmax")),
+    (50_000_000, 1_000_000, ("sampled_softmax",)),
 ]
 QUICK_GRID: list[tuple[int, int, tuple[str, ...]]] = [
     (100_000, 10_000, ("sampled_softmax", "softmax")),
@@ -246,7 +248,8 @@ pandas {pandas.__version__}, seqrec {seqrec.__version__}; torch threads per work
 Data: synthetic logs, Zipf item popularity (exponent 1) over the nominal catalogue, so the
 catalogue the model sees is the number of distinct items drawn ("in log"); interactions / 20 users
 (uniform), timestamps increasing per user. Model: esasrec preset, dim 64, 1 LiGR layer, 1 head,
-batch 128, max_seq_len 50; sampled softmax with 256 shared uniform negatives vs full softmax.
+batch 128, max_seq_len 50; sampled softmax with 256 uniform negatives per sequence and sparse
+item-table updates (the preset) vs full softmax.
 Each row ran in its own subprocess. build_dataset: best of {args.build_repeats}, extra peak = rise
 of VmHWM (reset via clear_refs) over RSS before the call (shown once per data size). Training:
 `FitResult.history[0].seconds` (training loop only); where "timed batches" < "batches/epoch" only
