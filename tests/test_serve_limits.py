@@ -244,11 +244,11 @@ class GatedEncoder:
         self.inner = model.encode_histories
         model.encode_histories = self
 
-    def __call__(self, items, offsets, rows):
+    def __call__(self, items, offsets, rows, *times):
         self.rows.append(len(rows))
         if len(self.rows) == 1:
             self.gate.wait(10)
-        return self.inner(items, offsets, rows)
+        return self.inner(items, offsets, rows, *times)
 
 
 def test_a_request_whose_client_hung_up_is_not_scored(model_dir):
