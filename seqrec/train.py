@@ -45,7 +45,7 @@ from seqrec.config import Config, Runtime
 from seqrec.losses import candidate_logits
 from seqrec.memory import check_softmax_memory
 from seqrec.objectives import Times
-from seqrec.optim import LazyAdam
+from seqrec.optim import LazyAdam, touched_rows
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +113,10 @@ class TrainingModule(nn.Module):
         one item-dropout mask covers inputs and candidates, as on the full table.
         """
         ids = [inputs, targets] + ([] if negative_ids is None else [negative_ids])
-        pad = torch.zeros(1, dtype=torch.int64, device=inputs.device)
-        touched, inverse = torch.unique(torch.cat([pad] + [x.reshape(-1) for x in ids]),
-                                        return_inverse=True)  # sorted: touched[0] == PAD
+        flat = torch.cat([x.reshape(-1) for x in ids])
+        touched, inverse = touched_rows(flat, self.encoder.item_embedding.num_embeddings)
         table = self.encoder.item_rows(touched)  # (n_touched, dim)
-        remapped = torch.split(inverse[1:], [x.numel() for x in ids])
+        remapped = torch.split(inverse, [x.numel() for x in ids])
         inputs, targets = remapped[0].view_as(inputs), remapped[1].view_as(targets)
         if negative_ids is not None:
             negative_ids = remapped[2].view_as(negative_ids)

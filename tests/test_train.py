@@ -15,6 +15,7 @@ from conftest import small_config
 from safetensors.torch import load_file
 
 from seqrec import PopularRecommender, SequentialRecommender, evaluate
+from seqrec.optim import touched_rows
 
 
 def _ndcg(model, heldout) -> float:
@@ -365,3 +366,15 @@ def test_torch_compile_trains_and_checkpoints_like_eager(pattern, tmp_path):
                        [h.loss for h in eager_result.history], rtol=1e-3)
     assert load_file(tmp_path / "checkpoint" / "weights.safetensors").keys() == {
         f"encoder.{k}" for k in eager.parts.encoder.state_dict()}
+
+
+@pytest.mark.parametrize("n, n_rows", [(5, 1000), (400, 1000), (3000, 50)])
+def test_touched_rows_equals_unique_with_pad_first(n: int, n_rows: int) -> None:
+    """Both branches (sort for few ids, presence mask for many) give torch.unique's answer."""
+    flat = torch.randint(1, n_rows, (n,), generator=torch.Generator().manual_seed(n))
+    touched, inverse = touched_rows(flat, n_rows)
+    expected, expected_inverse = torch.unique(torch.cat([torch.zeros(1, dtype=torch.int64), flat]),
+                                              return_inverse=True)
+    assert torch.equal(touched, expected) and touched[0] == 0
+    assert torch.equal(inverse, expected_inverse[1:])
+    assert torch.equal(touched[inverse], flat)
