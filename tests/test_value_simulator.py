@@ -1,4 +1,5 @@
-"""Survey simulator and the `survey` CLI command."""
+"""Survey simulator (filter -> score -> calibrate -> order -> serve, with drift, a cap and
+position effects) and the `survey` CLI command."""
 
 import numpy as np
 import pytest
@@ -50,6 +51,26 @@ def test_simulated_log_respects_rules():
     assert not answered.duplicated(["user_id", "item_id"]).any()  # never after it was answered
     ends = log.groupby("session_id")["ended"].apply(lambda e: e.iloc[:-1].sum())
     assert (ends == 0).all()  # only the last row of a session can be an abandonment
+    assert log.groupby("user_id")["timestamp"].apply(lambda t: t.is_monotonic_increasing).all()
+    assert log["timestamp"].between(0, 1.01).all()
+
+
+@pytest.mark.parametrize("policy", ["price", "capped", "positional"])
+def test_new_policies_respect_the_rules(policy):
+    from seqrec.value.estimators import OracleEstimator
+
+    config = SurveyConfig(n_items=12, max_session_length=5)
+    rng = np.random.default_rng(1)
+    questions = make_questions(config, rng)
+    log = simulate(config, questions, make_users(200, rng), constant_policy(policy),
+                   OracleEstimator(config, questions), seed=0)
+    assert log.groupby("session_id")["position"].max().max() <= 5
+    assert not log.duplicated(["session_id", "item_id"]).any()
+    answered = log[log["answered"] == 1]
+    assert not answered.duplicated(["user_id", "item_id"]).any()
+    if policy == "price":  # the most expensive question first
+        first = log[log["position"] == 1].groupby("user_id")["item_id"].first()
+        assert (first.groupby(level=0).first() == int(np.argmax(questions.price))).all()
 
 
 def test_cascade_beats_likely_on_arpu_and_session_split_is_flagged_by_coverage():
@@ -62,8 +83,15 @@ def test_cascade_beats_likely_on_arpu_and_session_split_is_flagged_by_coverage()
     assert rows["likely"].ndcg.mean > rows["cascade"].ndcg.mean  # best NDCG ...
     assert rows["cascade"].arpu.mean > rows["likely"].arpu.mean  # ... is not best revenue
     assert rows["random"].arpu.mean < rows["cascade"].arpu.mean
+    assert rows["price"].arpu.mean < rows["cascade"].arpu.mean
+    assert rows["capped"].arpu.mean > rows["likely"].arpu.mean
+    assert rows["positional"].arpu.mean > rows["likely"].arpu.mean
     user, session = result.designs
     assert user.coverage > session.coverage
+    drift = {(d.target, d.calibrator): d.metrics for d in result.drift}
+    for target in ("answer", "abandonment"):  # under drift, the latest window calibrates better
+        assert drift[(target, "Platt, latest 30%")].ece_mass < drift[(target, "Platt, user holdout")].ece_mass
+        assert drift[(target, "online Platt")].ece_mass < drift[(target, "Platt, user holdout")].ece_mass
 
 
 def test_policy_names_parse_and_reject_unknown():
@@ -81,7 +109,7 @@ def test_cli_survey_small(tmp_path):
             "--users",
             "300",
             "--policies",
-            "random,likely,value,cascade",
+            "random,likely,price,value,cascade,capped,positional",
             "--seed",
             "3",
             "--out",
@@ -95,6 +123,7 @@ def test_cli_survey_small(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "ARPU" in result.output and "session split" in result.output
+    assert "positional" in result.output and "judged on the future" in result.output
     assert (tmp_path / "value_simulation.png").stat().st_size > 1000
     assert (tmp_path / "value_simulation.txt").exists()
 

@@ -1,18 +1,24 @@
-"""Value-aware ranking: calibrated probabilities, abandonment, cascade ranking, eligibility, A/B.
+"""Value-aware ranking: calibrated probabilities, abandonment, cascade ranking (exact under a
+session cap and position effects), eligibility masks, A/B, and the sequence recommender wired in.
 
-Revenue per user is ``sum_t r_t p_t prod_{s<t} c_s``: rank by ``r p / (1 - c)`` with calibrated
-``p`` (answer) and ``c`` (continuation), filter eligibility *before* scoring, and randomise A/B
-tests by user. See docs/value.md.
+Revenue per user is ``sum_t r_t p_t prod_{s<t} c_t``: rank by ``r p / (1 - c)`` with calibrated
+``p`` (answer) and ``c`` (continuation) — exactly, by dynamic programming, under a session cap or
+position-dependent probabilities — filter eligibility *before* scoring, and randomise A/B tests by
+user. See docs/value.md.
 
 Names are imported lazily (PEP 562): importing :mod:`seqrec.value` does not load scikit-learn
 until a name that needs it is used.
 
-Modules: ``calibrators`` (Platt, temperature, isotonic, online Platt), ``reliability`` (log-loss,
-Brier, ECE, reliability curves), ``logs`` (impression-log columns, checks, split by user),
-``calibration`` (fit on some users, report on others), ``abandonment``, ``ranking`` (cascade
-order), ``eligibility``, ``ab``; the survey simulator: ``survey`` (the world), ``policies``,
-``estimators``, ``sessions`` (the session loop), ``summary``, ``simulator`` (the whole run),
-``plots`` and ``cli``.
+Modules: ``ranking`` (cascade index, exact capped DP, greedy), ``positional`` (exact subset DP
+and heuristic for position-dependent probabilities), ``planning`` (the same, batched over
+sessions), ``calibrators`` (Platt, temperature, isotonic), ``online`` (standardised online Platt,
+windowed refits), ``reliability`` (log-loss, Brier, ECE equal-width and equal-mass, reliability
+curves), ``logs`` (impression-log columns, split by user or by time), ``calibration`` (fit on one
+part, report on another), ``abandonment``, ``eligibility`` (vectorised masks), ``serving`` (rank
+and serve the eligible items, bulk back-end check), ``assignment`` and ``ab`` (A/B assignment and
+analysis), ``model_scores`` and ``value_rank`` (the recommender's probabilities, calibrated and
+ordered); the survey simulator: ``survey`` (the world), ``policies``, ``estimators``, ``sessions``
+(the session loop), ``drift``, ``summary``, ``simulator`` (the whole run), ``plots`` and ``cli``.
 """
 
 from __future__ import annotations
@@ -24,35 +30,52 @@ _MODULE_OF = {
     "ArpuResult": "ab",
     "CalibrationReport": "calibration",
     "EligibilityState": "eligibility",
-    "NothingEligible": "eligibility",
-    "OnlinePlatt": "calibrators",
-    "Ranked": "eligibility",
+    "ItemRules": "eligibility",
+    "MissingUsersWarning": "ab",
+    "ModelScorer": "model_scores",
+    "NothingEligible": "serving",
+    "OnlinePlatt": "online",
+    "Ranked": "serving",
+    "SampleRatioMismatchWarning": "ab",
     "Scorer": "calibration",
-    "Served": "eligibility",
+    "Served": "serving",
     "UnitMismatchWarning": "ab",
+    "ValueRanking": "value_rank",
+    "WindowedCalibrator": "online",
     "analyze_arpu": "ab",
-    "assign_group": "ab",
-    "assign_groups": "ab",
+    "assign_group": "assignment",
+    "assign_groups": "assignment",
     "best_next": "ranking",
     "brute_force_order": "ranking",
     "calibrate": "calibration",
     "calibration_metrics": "reliability",
+    "canonical_user_id": "assignment",
+    "capped_order": "ranking",
     "cascade_keys": "ranking",
     "cascade_order": "ranking",
     "eligibility_mask": "eligibility",
+    "eligibility_state": "eligibility",
+    "equal_mass_ece": "reliability",
     "expected_revenue": "ranking",
     "fit_abandonment": "abandonment",
     "fit_calibrator": "calibrators",
     "fit_isotonic": "calibrators",
+    "fit_model_calibrator": "model_scores",
     "fit_platt": "calibrators",
     "fit_temperature": "calibrators",
     "greedy_order": "ranking",
     "impression_features": "abandonment",
+    "next_item_log_probs": "model_scores",
     "pairwise_scorer": "calibration",
-    "rank_eligible": "eligibility",
+    "positional_order": "positional",
+    "positional_revenue": "positional",
+    "rank_by_value": "value_rank",
+    "rank_eligible": "serving",
     "reliability_curve": "reliability",
-    "serve_first_accepted": "eligibility",
+    "sample_ratio_test": "ab",
+    "serve_first_accepted": "serving",
     "session_level_effect": "ab",
+    "split_by_time": "logs",
     "split_by_user": "logs",
 }
 

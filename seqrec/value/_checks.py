@@ -64,3 +64,38 @@ def check_same_length(**arrays: np.ndarray) -> int:
     if len(lengths) != 1 or None in lengths:
         raise ValueError(f"expected 1-D arrays of one length; got shapes {shapes}")
     return lengths.pop()
+
+
+PROBABILITY_EPS = 1e-6
+"""Probabilities entering a ranking key are clipped to ``[PROBABILITY_EPS, 1 - PROBABILITY_EPS]``,
+so no key is infinite (a calibrator may output exactly 0 abandonment)."""
+
+
+def clip_probabilities(values: np.ndarray) -> np.ndarray:
+    """``values`` clipped to ``[PROBABILITY_EPS, 1 - PROBABILITY_EPS]`` (float64, any shape)."""
+    return np.clip(np.asarray(values, dtype=np.float64), PROBABILITY_EPS, 1.0 - PROBABILITY_EPS)
+
+
+def check_mask(name: str, mask: object, n_items: int) -> np.ndarray:
+    """Return ``mask`` as a ``(n_items,) bool`` array (True = the item may be shown).
+
+    Raises:
+        ValueError: naming ``name`` if the mask is not boolean or not of length ``n_items``.
+    """
+    array = np.asarray(mask)
+    if array.dtype != np.bool_:
+        raise ValueError(f"{name} must be a boolean array; got dtype {array.dtype}")
+    if array.shape != (n_items,):
+        raise ValueError(f"{name} must have shape ({n_items},), one entry per item; got {array.shape}")
+    return array
+
+
+def check_cap(cap: object) -> int:
+    """Return ``cap`` (items a session may show) as an int, checking it is an integer >= 1.
+
+    Raises:
+        ValueError: naming ``cap`` for a non-integer or a value below 1.
+    """
+    if isinstance(cap, bool) or not isinstance(cap, int | np.integer) or cap < 1:
+        raise ValueError(f"cap must be an integer >= 1; got {cap!r}")
+    return int(cap)

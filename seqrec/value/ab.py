@@ -1,28 +1,33 @@
-"""User-level A/B assignment and ARPU analysis with users as the unit.
+"""ARPU analysis of a user-level A/B test: users as the unit, sample-ratio check, no lost users.
 
-Assignment hashes ``(experiment, str(user_id))`` with BLAKE2b (``hashlib``, keyed by the experiment
-name as salt), never Python's per-process salted ``hash()``: a user gets the same group in every
-session, process and machine, and different experiments are independent. The first 8 bytes of the
-digest, read little-endian, give ``u = h / 2**64`` uniform in [0, 1); the group is the first whose
-cumulative weight exceeds ``u``. User ids are canonicalised with ``str()``: ``7``, ``np.int64(7)`` and
-``"7"`` are the same user.
+Assignment lives in :mod:`seqrec.value.assignment` (canonical ids, canonical group order, salted
+hash; re-exported here). Analysis: ARPU (revenue per user in dollars) per group, with users as the
+unit, a percentile bootstrap CI over users (resampled within each group), and three checks that
+warn instead of silently biasing the result:
 
-Analysis: ARPU (revenue per user in dollars) per group, with users as the unit, a percentile
-bootstrap CI over users (resampled within each group), and a warning when the data show that the
-randomisation unit was the session (a user seen in several groups).
+* **unit mismatch** — a user seen in several groups means the randomisation unit was the session
+  (:class:`UnitMismatchWarning`);
+* **sample-ratio mismatch (SRM)** — a chi-square goodness-of-fit test of users per group against
+  the assigned weights (Pearson 1900; Fabijan et al. 2019, "Diagnosing sample ratio mismatch in
+  online controlled experiments"); p below ``srm_alpha`` (default 0.001) warns
+  :class:`SampleRatioMismatchWarning` with the counts: the groups differ by more than chance, so
+  the comparison is suspect whatever its CI;
+* **users with zero revenue left out** — logs often only hold users who paid; dropping the others
+  inflates ARPU. Pass ``assigned`` (every assigned user and group) and the missing users count as
+  $0, with a :class:`MissingUsersWarning` giving their number; without it, a sample where *no* user
+  has zero revenue warns with the count of users.
 
 Sources: the percentile bootstrap, Efron & Tibshirani (1993) "An Introduction to the Bootstrap",
 ch. 13; randomisation vs analysis unit, Kohavi, Tang & Xu (2020) "Trustworthy Online Controlled
-Experiments", ch. 14; the session-level CI of :func:`session_level_effect` is Welch's
-(1947) unequal-variance standard error with a normal quantile.
+Experiments", ch. 14 (and ch. 21 on SRM); the session-level CI of :func:`session_level_effect` is
+Welch's (1947) unequal-variance standard error with a normal quantile.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,74 +35,23 @@ import numpy as np
 import pandas as pd
 
 from seqrec.value._checks import as_float_array
+from seqrec.value.assignment import assign_group, assign_groups, check_weights
+
+__all__ = ["assign_group", "assign_groups", "analyze_arpu", "session_level_effect"]
 
 logger = logging.getLogger(__name__)
-
-WEIGHT_TOLERANCE = 1e-9
 
 
 class UnitMismatchWarning(UserWarning):
     """The randomisation unit (session) differs from the analysis unit (user)."""
 
 
-def _check_weights(weights: Mapping[str, float]) -> tuple[list[str], np.ndarray]:
-    if not weights:
-        raise ValueError("weights must name at least one group; got {}")
-    names = list(weights)
-    w = as_float_array("weights", [weights[n] for n in names])
-    if (w < 0).any():
-        raise ValueError(f"weights must be >= 0; got {dict(weights)!r}")
-    if abs(w.sum() - 1.0) > WEIGHT_TOLERANCE:
-        raise ValueError(f"weights must sum to 1; got {dict(weights)!r} (sum {w.sum()!r})")
-    return names, np.cumsum(w)
+class SampleRatioMismatchWarning(UserWarning):
+    """Users per group differ from the assigned weights by more than chance (SRM test)."""
 
 
-def _check_experiment(experiment: str) -> None:
-    if not isinstance(experiment, str) or not experiment or len(experiment.encode()) > 64:
-        raise ValueError(
-            f"experiment must be a non-empty string of at most 64 bytes; got {experiment!r}"
-        )
-
-
-def assign_group(user_id: object, experiment: str, weights: Mapping[str, float]) -> str:
-    """The group of one user in one experiment (deterministic everywhere).
-
-    Args:
-        user_id: any id; canonicalised with ``str()``.
-        experiment: experiment name, used as the hash salt (<= 64 bytes).
-        weights: group name -> share, summing to 1 (tolerance 1e-9), e.g. ``{"A": 0.5, "B": 0.5}``.
-
-    Raises:
-        ValueError: if the weights are negative, NaN or do not sum to 1, or the experiment is empty.
-    """
-    return str(assign_groups([user_id], experiment, weights)[0])
-
-
-def assign_groups(
-    user_ids: Iterable[object], experiment: str, weights: Mapping[str, float]
-) -> np.ndarray:
-    """Vectorised :func:`assign_group`: ``(n,)`` object array of group names.
-
-    Hashing is one BLAKE2b call per id (about 0.6 s per million ids); the rest is numpy.
-
-    Raises:
-        ValueError: as :func:`assign_group`.
-    """
-    _check_experiment(experiment)
-    names, cumulative = _check_weights(weights)
-    key = experiment.encode()
-    hashes = np.fromiter(
-        (
-            int.from_bytes(
-                hashlib.blake2b(str(u).encode(), digest_size=8, key=key).digest(), "little"
-            )
-            for u in user_ids
-        ),
-        dtype=np.uint64,
-    )
-    u = hashes.astype(np.float64) / 2.0**64  # rounding can give exactly 1.0: clip below
-    index = np.minimum(np.searchsorted(cumulative, u, side="right"), len(names) - 1)
-    return np.asarray(names, dtype=object)[index]
+class MissingUsersWarning(UserWarning):
+    """Users without revenue seem absent from the analysed rows (ARPU would be inflated)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +73,9 @@ class ArpuResult:
         randomization_unit: "user" if every user is in one group, else "session" (detected).
         unit_mismatch: True when ``randomization_unit`` is not the analysis unit ("user"); then a
             user seen in several groups counts once per group and the CI is not trustworthy.
+        srm_pvalue: p-value of the chi-square test of users per group against the weights.
+        sample_ratio_mismatch: ``srm_pvalue < srm_alpha``.
+        n_missing_users: assigned users absent from ``sessions``, counted with revenue 0.
     """
 
     control: GroupArpu
@@ -128,11 +85,89 @@ class ArpuResult:
     effect_ci_high: float
     randomization_unit: Literal["user", "session"]
     unit_mismatch: bool
+    srm_pvalue: float = float("nan")
+    sample_ratio_mismatch: bool = False
+    n_missing_users: int = 0
 
 
 def _bootstrap_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     index = rng.integers(0, len(values), size=(n_boot, len(values)))  # (n_boot, n_users)
     return values[index].mean(axis=1)
+
+
+def _check_sessions(sessions: pd.DataFrame, control: str, treatment: str) -> None:
+    missing = [c for c in ("user_id", "group", "revenue") if c not in sessions.columns]
+    if missing:
+        raise ValueError(f"sessions is missing columns {missing}")
+    revenue = as_float_array("sessions.revenue", sessions["revenue"].to_numpy())
+    if (revenue < 0).any():
+        raise ValueError(f"sessions.revenue must be >= 0; got {revenue[revenue < 0][0]!r}")
+    for name, group in (("control", control), ("treatment", treatment)):
+        if not (sessions["group"] == group).any():
+            raise ValueError(f"{name} group {group!r} not found in sessions.group")
+
+
+def _add_missing_users(
+    sessions: pd.DataFrame, assigned: pd.DataFrame | None, groups: tuple[str, str]
+) -> tuple[pd.DataFrame, int]:
+    """Rows of revenue 0 for assigned users absent from ``sessions``, and their count; warns."""
+    in_arms = sessions[sessions["group"].isin(groups)]
+    if assigned is None:
+        totals = in_arms.groupby(["group", "user_id"])["revenue"].sum()
+        if len(totals) and (totals > 0).all():
+            warnings.warn(
+                f"none of the {len(totals)} users has zero revenue: users without revenue may be "
+                "missing from sessions, which inflates ARPU; pass assigned= (every assigned user)",
+                MissingUsersWarning,
+                stacklevel=3,
+            )
+        return sessions, 0
+    lacking = [c for c in ("user_id", "group") if c not in assigned.columns]
+    if lacking:
+        raise ValueError(f"assigned is missing columns {lacking}")
+    assigned = assigned[assigned["group"].isin(groups)].drop_duplicates(["user_id", "group"])
+    seen = pd.MultiIndex.from_frame(in_arms[["user_id", "group"]])
+    absent = assigned[~pd.MultiIndex.from_frame(assigned[["user_id", "group"]]).isin(seen)]
+    if len(absent):
+        warnings.warn(
+            f"{len(absent)} assigned users have no row in sessions: counted with revenue 0",
+            MissingUsersWarning,
+            stacklevel=3,
+        )
+        zero = absent[["user_id", "group"]].assign(revenue=0.0)
+        sessions = pd.concat([sessions[["user_id", "group", "revenue"]], zero], ignore_index=True)
+    return sessions, len(absent)
+
+
+def sample_ratio_test(
+    counts: Mapping[str, int], weights: Mapping[str, float] | None = None
+) -> float:
+    """p-value of the chi-square goodness-of-fit test of users per group against ``weights``.
+
+    Args:
+        counts: group -> users analysed.
+        weights: group -> assigned share (a full weight set summing to 1; only the groups in
+            ``counts`` are compared, their shares renormalised); default equal shares.
+
+    Raises:
+        ValueError: naming ``weights`` when they do not sum to 1 or lack a group of ``counts``.
+    """
+    from scipy.stats import chisquare
+
+    names = list(counts)
+    if weights is None:
+        shares = np.full(len(names), 1.0 / len(names))
+    else:
+        check_weights(weights)
+        unknown = [n for n in names if n not in weights]
+        if unknown:
+            raise ValueError(f"weights must name every analysed group; missing {unknown}")
+        shares = np.array([weights[n] for n in names], dtype=np.float64)
+        shares = shares / shares.sum()
+    observed = np.array([counts[n] for n in names], dtype=np.float64)
+    if len(names) < 2 or observed.sum() == 0:
+        return 1.0
+    return float(chisquare(observed, observed.sum() * shares).pvalue)
 
 
 def analyze_arpu(
@@ -142,35 +177,39 @@ def analyze_arpu(
     n_boot: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
+    *,
+    weights: Mapping[str, float] | None = None,
+    assigned: pd.DataFrame | None = None,
+    srm_alpha: float = 0.001,
 ) -> ArpuResult:
-    """ARPU per group with users as the unit; bootstrap CI over users.
+    """ARPU per group with users as the unit; bootstrap CI over users; SRM and missing-user checks.
 
     Args:
         sessions: one row per session (or impression) with columns ``user_id``, ``group``,
-            ``revenue`` (dollars, >= 0). Users with zero revenue must still appear (one row).
+            ``revenue`` (dollars, >= 0).
         control, treatment: group names.
         n_boot: bootstrap resamples.
         confidence: CI level in (0, 1).
         seed: bootstrap seed.
+        weights: the assignment weights (as given to :func:`assign_groups`) for the SRM test;
+            default equal shares of control and treatment.
+        assigned: every assigned user, columns ``user_id`` and ``group``; users absent from
+            ``sessions`` count as revenue 0 (see the module docstring).
+        srm_alpha: SRM test level.
 
     Returns:
         :class:`ArpuResult`. Warns :class:`UnitMismatchWarning` when a user appears in several
-        groups (the test was randomised by session).
+        groups, :class:`SampleRatioMismatchWarning` on an SRM, :class:`MissingUsersWarning`
+        (with the count) when users without revenue are, or seem to be, missing.
 
     Raises:
-        ValueError: on missing columns, NaN or negative revenue, unknown groups, bad confidence.
+        ValueError: on missing columns, NaN or negative revenue, unknown groups, bad confidence,
+            or weights that do not sum to 1.
     """
-    missing = [c for c in ("user_id", "group", "revenue") if c not in sessions.columns]
-    if missing:
-        raise ValueError(f"sessions is missing columns {missing}")
-    revenue = as_float_array("sessions.revenue", sessions["revenue"].to_numpy())
-    if (revenue < 0).any():
-        raise ValueError(f"sessions.revenue must be >= 0; got {revenue[revenue < 0][0]!r}")
+    _check_sessions(sessions, control, treatment)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1); got {confidence!r}")
-    for name, group in (("control", control), ("treatment", treatment)):
-        if not (sessions["group"] == group).any():
-            raise ValueError(f"{name} group {group!r} not found in sessions.group")
+    sessions, n_missing = _add_missing_users(sessions, assigned, (control, treatment))
     groups_per_user = sessions.groupby("user_id")["group"].nunique()
     unit: Literal["user", "session"] = "session" if (groups_per_user > 1).any() else "user"
     if unit != "user":
@@ -181,6 +220,16 @@ def analyze_arpu(
             stacklevel=2,
         )
     per_user = sessions.groupby(["group", "user_id"])["revenue"].sum()
+    counts = {g: len(per_user.loc[g]) for g in (control, treatment)}
+    srm_pvalue = sample_ratio_test(counts, weights)
+    if srm_pvalue < srm_alpha:
+        warnings.warn(
+            f"sample-ratio mismatch: users per group {counts} against weights "
+            f"{dict(weights) if weights else 'equal'} (chi-square p = {srm_pvalue:.2g}); the "
+            "groups differ by more than chance: check assignment and logging before the effect",
+            SampleRatioMismatchWarning,
+            stacklevel=2,
+        )
     rng = np.random.default_rng(seed)
     alpha = (1 - confidence) / 2
     results, draws = {}, {}
@@ -201,6 +250,9 @@ def analyze_arpu(
         effect_ci_high=float(high),
         randomization_unit=unit,
         unit_mismatch=unit != "user",
+        srm_pvalue=srm_pvalue,
+        sample_ratio_mismatch=srm_pvalue < srm_alpha,
+        n_missing_users=n_missing,
     )
 
 

@@ -27,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
 from seqrec.value.calibrators import CalibrationMethod, Calibrator, fit_calibrator, sigmoid
-from seqrec.value.logs import check_log, split_by_user
+from seqrec.value.logs import TIME_COLUMN, check_log, split_by_time, split_by_user
 from seqrec.value.reliability import CalibrationMetrics, calibration_metrics
 
 logger = logging.getLogger(__name__)
@@ -141,10 +141,16 @@ def fit_classifier(
     calibration_fraction: float = 0.3,
     seed: int = 0,
     max_iter: int = 60,
+    times: np.ndarray | None = None,
 ) -> ClassifierFit:
-    """Fit HistGradientBoosting on some users, its calibrator on others, evaluate on the rest.
+    """Fit HistGradientBoosting, then its calibrator on other rows, and evaluate on the rest.
 
-    Users are split three ways (train / calibration / test) so that no user's rows are in two parts.
+    Without ``times`` users are split three ways (train / calibration / test) so that no user's
+    rows are in two parts. With ``times`` the split follows time (it can see drift): the
+    classifier is fitted on the earliest rows, the calibrator on the next window, quality reported
+    on the latest ``test_fraction`` of rows; the returned model's calibrator is then **refitted on
+    the latest window** (calibration + test rows), the one to serve under drift (``after``
+    describes the calibrator fitted before the test window).
 
     Args:
         features: ``(n, n_features)`` table.
@@ -155,13 +161,19 @@ def fit_classifier(
         calibration_fraction: share of the remaining users used to fit the calibrator.
         seed: seeds the splits and the classifier.
         max_iter: boosting iterations.
+        times: ``(n,)`` event time of each row: split by time (see above).
 
     Raises:
         ValueError: on bad fractions, or a part with one class only (AUC undefined).
     """
     frame = features.assign(_y=np.asarray(target), user_id=np.asarray(users))
-    outer = split_by_user(frame, test_fraction, seed)
-    inner = split_by_user(outer.train, calibration_fraction, seed + 1)
+    if times is not None:
+        frame = frame.assign(**{TIME_COLUMN: np.asarray(times)})
+        outer = split_by_time(frame, test_fraction)
+        inner = split_by_time(outer.train, calibration_fraction)
+    else:
+        outer = split_by_user(frame, test_fraction, seed)
+        inner = split_by_user(outer.train, calibration_fraction, seed + 1)
     columns = list(features.columns)
     classifier = HistGradientBoostingClassifier(
         max_iter=max_iter, random_state=seed, early_stopping=False
@@ -179,8 +191,13 @@ def fit_classifier(
     if len(np.unique(y_test)) < 2:
         raise ValueError("held-out users have one class only: ROC AUC is undefined; use more users")
     raw_test = model.raw_scores(outer.test[columns].to_numpy(dtype=np.float64))
+    served = model
+    if times is not None:  # serve the calibrator of the latest window: calibration + test rows
+        latest = np.concatenate([inner.test["_y"].to_numpy(), y_test])
+        served = ClassifierModel(classifier, fit_calibrator(np.concatenate([raw_cal, raw_test]),
+                                                            latest, method))
     fit = ClassifierFit(
-        model=model,
+        model=served,
         auc=float(roc_auc_score(y_test, raw_test)),
         before=calibration_metrics(sigmoid(raw_test), y_test),
         after=calibration_metrics(calibrator.predict(raw_test), y_test),

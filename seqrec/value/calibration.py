@@ -1,9 +1,11 @@
-"""Calibrate a scorer on held-out users: fit on some users' impressions, report on the others.
+"""Calibrate a scorer on held-out data: fit on one part of an impression log, report on another.
 
 A *scorer* is anything that turns impression rows into raw scores (logits: larger means more
-likely to be answered). :func:`calibrate` splits the log by user
-(:func:`seqrec.value.logs.split_by_user`), fits a calibrator
-(:mod:`seqrec.value.calibrators`) on one part and reports log-loss, Brier score and ECE
+likely to be answered). :func:`calibrate` splits the log — by **time** when it has a
+``timestamp`` column (fit on the past, report on the latest rows: the only split that can see
+drift; :func:`seqrec.value.logs.split_by_time`), otherwise by **user**
+(:func:`seqrec.value.logs.split_by_user`) — fits a calibrator (:mod:`seqrec.value.calibrators`)
+on one part and reports log-loss, Brier score and ECE with equal-width and equal-mass bins
 (:mod:`seqrec.value.reliability`) before and after on the other part.
 
 Sources: Platt (1999); Guo et al. (2017); Zadrozny & Elkan (2002) — see
@@ -15,14 +17,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import pandas as pd
 
 from seqrec.value._checks import as_float_array
 from seqrec.value.calibrators import CalibrationMethod, Calibrator, fit_calibrator, sigmoid
-from seqrec.value.logs import check_log, split_by_user
+from seqrec.value.logs import TIME_COLUMN, check_log, split_by_time, split_by_user
 from seqrec.value.reliability import (
     CalibrationMetrics,
     ReliabilityCurve,
@@ -65,9 +67,10 @@ def pairwise_scorer(score_pair: Callable[[tuple, object], float]) -> Scorer:
 
 @dataclass(frozen=True)
 class CalibrationReport:
-    """Before/after calibration quality on held-out users.
+    """Before/after calibration quality on the held-out part.
 
     ``before`` reads raw scores as ``sigmoid(score)``; ``after`` applies ``calibrator``.
+    ``holdout`` is the split used ("time" or "user"); ``n_train_rows`` / ``n_test_rows`` its sizes.
     """
 
     calibrator: Calibrator
@@ -77,6 +80,14 @@ class CalibrationReport:
     curve_after: ReliabilityCurve
     n_train_users: int
     n_test_users: int
+    holdout: str = "user"
+    n_train_rows: int = 0
+    n_test_rows: int = 0
+
+
+Holdout = Literal["auto", "time", "user"]
+CALIBRATION_COLUMNS = ("user_id", "answered")
+"""Columns :func:`calibrate` needs (besides what the scorer reads, and ``timestamp`` for time)."""
 
 
 def calibrate(
@@ -86,23 +97,39 @@ def calibrate(
     test_fraction: float = 0.3,
     seed: int = 0,
     n_bins: int = 10,
+    holdout: Holdout = "auto",
+    fit_fraction: float | None = None,
 ) -> CalibrationReport:
-    """Fit a calibrator on some users' impressions and report its quality on the other users.
+    """Fit a calibrator on one part of the impressions and report its quality on the other.
 
     Args:
-        log: impressions with :data:`~seqrec.value.logs.LOG_COLUMNS`.
+        log: impressions with ``user_id``, 0/1 ``answered`` and whatever ``scorer`` reads; a
+            ``timestamp`` column enables the time split.
         scorer: raw scores for rows; called once per part.
         method: "platt", "temperature" or "isotonic".
-        test_fraction: share of users held out for the report.
+        test_fraction: share held out for the report (of rows for "time", of users for "user").
         seed: seed of the user split.
-        n_bins: ECE / reliability bins.
+        n_bins: ECE / reliability bins (equal-width and equal-mass).
+        holdout: "time" fits on earlier rows and reports on the latest; "user" holds out random
+            users (cannot see drift); "auto" (default) is "time" when the log has a
+            ``timestamp`` column, else "user".
+        fit_fraction: with "time", fit on only the latest ``fit_fraction`` of rows before the
+            held-out part (a recent window under drift); default all earlier rows.
 
     Raises:
-        ValueError: on a malformed log, NaN scores, a bad method / fraction, or (Platt and
-            temperature) training users whose answers are all 0 or all 1.
+        ValueError: on a malformed log, NaN scores, a bad method / fraction / holdout, "time"
+            without a ``timestamp`` column, or (Platt and temperature) a fitting part whose answers
+            are all 0 or all 1.
     """
-    check_log(log)
-    split = split_by_user(log, test_fraction, seed)
+    check_log(log, CALIBRATION_COLUMNS)
+    if holdout not in ("auto", "time", "user"):
+        raise ValueError(f"holdout must be 'auto', 'time' or 'user'; got {holdout!r}")
+    if holdout == "auto":
+        holdout = "time" if TIME_COLUMN in log.columns else "user"
+    if holdout == "time":
+        split = split_by_time(log, test_fraction, fit_fraction)
+    else:
+        split = split_by_user(log, test_fraction, seed)
     train_scores = as_float_array("scorer(train)", scorer(split.train))
     test_scores = as_float_array("scorer(test)", scorer(split.test))
     calibrator = fit_calibrator(train_scores, split.train["answered"].to_numpy(), method)
@@ -116,10 +143,14 @@ def calibrate(
         curve_after=reliability_curve(cal_p, y, n_bins),
         n_train_users=int(split.train["user_id"].nunique()),
         n_test_users=int(split.test["user_id"].nunique()),
+        holdout=holdout,
+        n_train_rows=len(split.train),
+        n_test_rows=len(split.test),
     )
     logger.info(
-        "calibration %s: ECE %.4f -> %.4f on held-out users",
+        "calibration %s (%s holdout): ECE %.4f -> %.4f",
         method,
+        holdout,
         report.before.ece,
         report.after.ece,
     )

@@ -9,7 +9,8 @@ users (see :func:`seqrec.value.calibration.calibrate`) and maps scores to probab
   networks", sec. 4.2; one parameter, keeps the order of scores; :func:`fit_temperature`;
 * isotonic regression, a monotone step-linear map — Zadrozny & Elkan (2002) "Transforming
   classifier scores into accurate multiclass probability estimates"; :func:`fit_isotonic`;
-* :class:`OnlinePlatt`, Platt scaling updated by SGD on a stream (tracks drift).
+* for a drifting stream, :class:`~seqrec.value.online.OnlinePlatt` (standardised SGD) and
+  :class:`~seqrec.value.online.WindowedCalibrator` (refits any of these on the latest window).
 
 Platt and temperature scaling are maximum-likelihood logistic regressions of the outcome on the
 score, fitted with scikit-learn's ``LogisticRegression`` (see :func:`_fit_logistic_1d`).
@@ -25,7 +26,12 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from seqrec.value._checks import as_float_array, check_binary, check_same_length
+from seqrec.value._checks import (
+    as_float_array,
+    check_binary,
+    check_same_length,
+    clip_probabilities,
+)
 
 RIDGE_PER_ROW = 1e-6
 """L2 penalty per row on the logistic slope: ``0.5 * RIDGE_PER_ROW * n * slope**2`` (see
@@ -90,12 +96,17 @@ class IsotonicCalibrator:
     probabilities: np.ndarray
 
     def predict(self, scores: np.ndarray) -> np.ndarray:
-        """Probabilities ``(n,) float64``: linear interpolation between knots, as scikit-learn does.
+        """Probabilities ``(n,) float64``: linear interpolation between knots, as scikit-learn
+        does, clipped to ``[eps, 1 - eps]`` (:data:`~seqrec.value._checks.PROBABILITY_EPS`): a
+        step at exactly 0 or 1 would claim certainty from a finite sample (and make a cascade key
+        infinite).
 
         Raises:
             ValueError: on NaN or infinite scores.
         """
-        return np.interp(as_float_array("scores", scores), self.thresholds, self.probabilities)
+        return clip_probabilities(
+            np.interp(as_float_array("scores", scores), self.thresholds, self.probabilities)
+        )
 
 
 def _check_fit_inputs(scores: object, outcomes: object) -> tuple[np.ndarray, np.ndarray]:
@@ -225,66 +236,3 @@ def fit_calibrator(
     if method not in _FITTERS:
         raise ValueError(f"method must be one of {sorted(_FITTERS)}; got {method!r}")
     return _FITTERS[method](scores, outcomes)
-
-
-class OnlinePlatt:
-    """Platt scaling updated by SGD on each (score, outcome): O(1) memory, tracks drift.
-
-    A constant step ``learning_rate`` makes the estimate an exponentially weighted fit over roughly
-    the last ``1 / learning_rate`` updates, so it follows a calibration that drifts (plain SGD on
-    the log-loss of Platt's model; Robbins & Monro 1951 with a constant step). This is the one
-    mutable object of the calibrators: it *is* a running state.
-
-    Args:
-        learning_rate: SGD step (> 0) on the log-loss gradient.
-        slope: initial slope (1 = trust the raw logits).
-        intercept: initial intercept.
-
-    Raises:
-        ValueError: if ``learning_rate`` is not positive and finite.
-    """
-
-    def __init__(
-        self, learning_rate: float = 0.01, slope: float = 1.0, intercept: float = 0.0
-    ) -> None:
-        if not (np.isfinite(learning_rate) and learning_rate > 0):
-            raise ValueError(f"learning_rate must be positive and finite; got {learning_rate!r}")
-        self.learning_rate = float(learning_rate)
-        self.slope = float(slope)
-        self.intercept = float(intercept)
-        self.n_updates = 0
-
-    def update(self, scores: np.ndarray | float, outcomes: np.ndarray | float) -> None:
-        """Take one SGD step per pair, in order.
-
-        Args:
-            scores: ``(n,)`` raw scores, or one score.
-            outcomes: ``(n,)`` 0/1 answers, or one answer.
-
-        Raises:
-            ValueError: on NaN scores, non-binary outcomes or mismatched lengths.
-        """
-        s = np.atleast_1d(as_float_array("scores", scores))
-        y = np.atleast_1d(check_binary("outcomes", outcomes))
-        check_same_length(scores=s, outcomes=y)
-        slope, intercept, lr = self.slope, self.intercept, self.learning_rate
-        for score, outcome in zip(s.tolist(), y.tolist(), strict=True):
-            z = slope * score + intercept
-            p = 1.0 / (1.0 + np.exp(-z)) if z > -30 else 0.0
-            error = p - outcome
-            slope -= lr * error * score
-            intercept -= lr * error
-        self.slope, self.intercept = slope, intercept
-        self.n_updates += len(s)
-
-    def predict(self, scores: np.ndarray) -> np.ndarray:
-        """Probabilities ``(n,) float64`` under the current parameters.
-
-        Raises:
-            ValueError: on NaN or infinite scores.
-        """
-        return sigmoid(self.slope * as_float_array("scores", scores) + self.intercept)
-
-    def snapshot(self) -> PlattCalibrator:
-        """The current parameters as a frozen :class:`PlattCalibrator`."""
-        return PlattCalibrator(self.slope, self.intercept)

@@ -1,6 +1,11 @@
-"""``seqrec simulate``: the survey simulator from the command line (typer app, mounted by
-seqrec.cli). Only typer is imported here; the simulator, its plots and rich load when a command
-runs."""
+"""``seqrec simulate``: the survey simulator and value-aware ranking from a trained model, on the
+command line (typer app, mounted by seqrec.cli). Only typer is imported here; the simulator, the
+model, its plots and rich load when a command runs.
+
+* ``seqrec simulate survey`` — compare ranking policies and A/B designs on simulated users;
+* ``seqrec simulate rank`` — filter -> score (a saved recommender) -> calibrate (on a held-out
+  time window of impressions) -> order by expected revenue, for one history.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ def result_tables(result: SimulationResult) -> list[Any]:
     """Rich tables: model quality, policies, A/B designs."""
     from rich.table import Table
 
-    models = Table(title="Estimators (fitted on random-policy logs; held-out users)")
+    models = Table(title="Estimators (fitted on random-policy logs of the past; latest rows held out)")
     for column in (
         "model",
         "ROC AUC",
@@ -75,6 +80,16 @@ def result_tables(result: SimulationResult) -> list[Any]:
             _ci(r.arpu),
         )
     tables = [models, policies]
+    if result.drift:
+        drift = Table(title="Calibrators fitted on the past log, judged on the future (drift)")
+        for column in ("target", "calibrator", "log-loss", "Brier", "ECE equal-width",
+                       "ECE equal-mass"):
+            drift.add_column(column, justify="right")
+        for d in result.drift:
+            m = d.metrics
+            drift.add_row(d.target, d.calibrator, f"{m.log_loss:.4f}", f"{m.brier:.4f}",
+                          f"{m.ece:.4f}", f"{m.ece_mass:.4f}")
+        tables.append(drift)
     if result.designs and result.truth_effect is not None:
         cfg = result.config
         ab = Table(
@@ -108,7 +123,8 @@ def survey(
         10000, "--users", help="Users per policy run and in the training logs."
     ),
     policies: str = typer.Option(
-        "random,likely,value,cascade", "--policies", help="Comma list of policies."
+        "random,likely,price,value,cascade,capped,positional", "--policies",
+        help="Comma list of policies.",
     ),
     seed: int = typer.Option(0, "--seed", help="Master seed."),
     out: Path = typer.Option(
@@ -160,6 +176,80 @@ def survey(
         console.print(f"simulation took {elapsed:.1f} s; figure: {out / 'value_simulation.png'}")
         (tmp / "value_simulation.txt").write_text(console.export_text())
         replace_dir(tmp, out)
+
+
+def _ids(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@app.command()
+def rank(
+    model_dir: Path = typer.Option(..., "--model", help="A saved model folder (seqrec train)."),
+    items: Path = typer.Option(
+        ..., "--items", help="CSV of candidates: item_id, price (dollars), continuation (0-1)."
+    ),
+    impressions: Path = typer.Option(
+        ..., "--impressions",
+        help="CSV: user_id, item_id, timestamp, answered (0/1), later than the training data.",
+    ),
+    interactions: Path = typer.Option(
+        ..., "--interactions", help="CSV: user_id, item_id, timestamp (the users' histories)."
+    ),
+    history: str = typer.Option("", "--history", help="The user's item ids, oldest first, a,b,c."),
+    cap: int | None = typer.Option(None, "--cap", help="Most items the session shows (exact DP)."),
+    exclude: str = typer.Option("", "--exclude", help="Ineligible candidate ids, a,b,c."),
+    method: str = typer.Option("platt", "--method", help="platt, temperature or isotonic."),
+    normalise: str = typer.Option(
+        "catalogue", "--normalise", help="Softmax over the 'catalogue' or the 'eligible' items."
+    ),
+    test_fraction: float = typer.Option(
+        0.3, "--test-fraction", help="Latest share of impressions held out for the report."
+    ),
+) -> None:
+    """Rank candidates by expected revenue from a recommender's calibrated probabilities."""
+    import numpy as np
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
+    from seqrec.model_dir import load_model
+    from seqrec.value.model_scores import fit_model_calibrator
+    from seqrec.value.value_rank import rank_by_value
+
+    try:
+        model = load_model(model_dir)
+        table = pd.read_csv(items)
+        missing = [c for c in ("item_id", "price", "continuation") if c not in table.columns]
+        if missing:
+            raise ValueError(f"--items is missing columns {missing}")
+        candidates = model.catalogue.to_index(table["item_id"].tolist(), where="--items")
+        excluded = model.catalogue.to_index(_ids(exclude), where="--exclude")
+        report = fit_model_calibrator(model, pd.read_csv(impressions), pd.read_csv(interactions),
+                                      method, "time", test_fraction, normalise=normalise)
+        ranking = rank_by_value(model, _ids(history), table["item_id"].tolist(),
+                                table["price"].to_numpy(), table["continuation"].to_numpy(),
+                                report.calibrator, cap=cap, normalise=normalise,
+                                is_eligible=~np.isin(candidates, excluded))
+    except (ValueError, KeyError) as error:
+        raise typer.BadParameter(str(error)) from error
+    console = Console(width=120)
+    b, a = report.before, report.after
+    console.print(
+        f"calibration ({method}, {report.holdout} holdout: fitted on {report.n_train_rows} "
+        f"impressions, reported on the latest {report.n_test_rows}): log-loss {b.log_loss:.4f} -> "
+        f"{a.log_loss:.4f}, ECE equal-mass {b.ece_mass:.4f} -> {a.ece_mass:.4f}, Brier "
+        f"{b.brier:.4f} -> {a.brier:.4f}"
+    )
+    out = Table(title=f"By expected revenue (P(next) over the {normalise}; cap {cap or 'none'})")
+    for column in ("rank", "item_id", "log P(next)", "P(answer)", "price ($)", "continuation",
+                   "key r p / (1 - c)"):
+        out.add_column(column, justify="right")
+    for i, item in enumerate(ranking.item_ids.tolist()):
+        out.add_row(str(i + 1), str(item), f"{ranking.log_probs[i]:.3f}",
+                    f"{ranking.probabilities[i]:.3f}", f"{ranking.prices[i]:.2f}",
+                    f"{ranking.continuation[i]:.3f}", f"{ranking.keys[i]:.3f}")
+    console.print(out)
+    console.print(f"expected revenue ${ranking.expected_revenue:.3f} per session")
 
 
 if __name__ == "__main__":

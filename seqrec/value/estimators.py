@@ -156,7 +156,8 @@ def _nearest(grid: np.ndarray, values: np.ndarray) -> np.ndarray:
 def fit_models(
     questions: Questions, log: pd.DataFrame, seed: int
 ) -> tuple[ClassifierFit, ClassifierFit]:
-    """Fit the Platt-calibrated answer model and isotonic-calibrated abandonment model on a log.
+    """Fit the Platt-calibrated answer model and isotonic-calibrated abandonment model on a log,
+    split by time when the log has a ``timestamp`` column (the simulator's logs do), else by user.
 
     Args:
         questions: the catalogue the log's ``item_id`` refer to.
@@ -171,6 +172,11 @@ def fit_models(
     """
     features = impression_features(log, questions.table())
     users = log["user_id"].to_numpy()
-    answer = fit_classifier(features, log["answered"].to_numpy(), users, "platt", seed=seed)
-    abandonment = fit_classifier(features, log["ended"].to_numpy(), users, "isotonic", seed=seed)
+    times = log["timestamp"].to_numpy() if "timestamp" in log.columns else None
+    answer = fit_classifier(
+        features, log["answered"].to_numpy(), users, "platt", seed=seed, times=times
+    )
+    abandonment = fit_classifier(
+        features, log["ended"].to_numpy(), users, "isotonic", seed=seed, times=times
+    )
     return answer, abandonment

@@ -54,8 +54,8 @@ def simulation_figure(result: SimulationResult, path: str | Path) -> Path:
     """Save ARPU per policy (95% CI) and the A/B designs' effect estimates (mean ± SD, truth line)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=80)
-    labels = [f"{r.policy}\n({r.estimates})" for r in result.rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.3 * len(result.rows) + 1.6), dpi=80)
+    labels = [f"{r.policy} ({r.estimates})" for r in result.rows]
     arpu = np.array([r.arpu.mean for r in result.rows])
     errors = np.array(
         [
@@ -63,9 +63,11 @@ def simulation_figure(result: SimulationResult, path: str | Path) -> Path:
             [r.arpu.ci_high - r.arpu.mean for r in result.rows],
         ]
     )
-    axes[0].bar(labels, arpu, yerr=errors, capsize=3, color="tab:blue")
-    axes[0].set(ylabel="ARPU ($ per user, 95% CI)", title="Policies")
-    axes[0].tick_params(axis="x", labelsize=8)
+    colours = ["tab:blue" if r.estimates == "model" else "tab:orange" for r in result.rows]
+    axes[0].barh(labels, arpu, xerr=errors, capsize=3, color=colours)
+    axes[0].invert_yaxis()  # first policy on top
+    axes[0].set(xlabel="ARPU ($ per user, 95% CI)", title="Policies (blue: model, orange: oracle)")
+    axes[0].tick_params(axis="y", labelsize=8)
     if result.designs and result.truth_effect is not None:
         names = [d.design for d in result.designs]
         axes[1].errorbar(

@@ -7,7 +7,12 @@ All on probabilities ``p`` and 0/1 outcomes ``y``, each ``(n,) float64``:
 * Brier score ``mean((p - y)^2)``;
 * expected calibration error (ECE) with ``n_bins`` **equal-width** bins on [0, 1]
   (bin ``b`` holds ``b / n_bins <= p < (b + 1) / n_bins``, the last bin includes 1):
-  ``ECE = sum_b (n_b / n) * |mean(y in b) - mean(p in b)|``; empty bins contribute 0.
+  ``ECE = sum_b (n_b / n) * |mean(y in b) - mean(p in b)|``; empty bins contribute 0;
+* ECE with ``n_bins`` **equal-mass** bins (``ece_mass``): the rows sorted by ``p`` (stable) and cut
+  into ``n_bins`` runs whose sizes differ by at most one (``np.array_split``), same formula. Small
+  probabilities (abandonment rates of a few percent) all fall in the first equal-width bin, where
+  the equal-width ECE only compares two means; equal-mass bins resolve them (Nixon et al. 2019,
+  "Measuring calibration in deep learning", adaptive calibration error).
 
 Sources: Brier (1950) "Verification of forecasts expressed in terms of probability"; Guo et al.
 (2017) "On calibration of modern neural networks" (ECE, reliability diagrams); Naeini et al.
@@ -27,12 +32,14 @@ _EPS = 1e-15
 
 @dataclass(frozen=True)
 class CalibrationMetrics:
-    """Log-loss (nats), Brier score and ECE (equal-width bins) of ``n`` probabilities vs outcomes."""
+    """Log-loss (nats), Brier score, ECE with equal-width bins (``ece``) and with equal-mass
+    bins (``ece_mass``) of ``n`` probabilities vs outcomes."""
 
     log_loss: float
     brier: float
     ece: float
     n: int
+    ece_mass: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -102,4 +109,27 @@ def calibration_metrics(
     filled = curve.counts > 0
     gaps = np.abs(curve.observed_rate[filled] - curve.mean_predicted[filled])
     ece = float(np.sum(curve.counts[filled] / len(p) * gaps))
-    return CalibrationMetrics(float(log_loss), float(np.mean((p - y) ** 2)), ece, len(p))
+    return CalibrationMetrics(
+        float(log_loss), float(np.mean((p - y) ** 2)), ece, len(p), equal_mass_ece(p, y, n_bins)
+    )
+
+
+def equal_mass_ece(probabilities: np.ndarray, outcomes: np.ndarray, n_bins: int = 10) -> float:
+    """ECE over ``n_bins`` equal-mass bins (module docstring); ``(n,)`` inputs, n >= 1.
+
+    Raises:
+        ValueError: as :func:`reliability_curve`, or for no rows.
+    """
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1; got {n_bins!r}")
+    p = check_probabilities("probabilities", probabilities)
+    y = check_binary("outcomes", outcomes)
+    check_same_length(probabilities=p, outcomes=y)
+    if len(p) == 0:
+        raise ValueError("probabilities must be non-empty; got 0 rows")
+    order = np.argsort(p, kind="stable")
+    gaps = [
+        len(part) * abs(y[part].mean() - p[part].mean())
+        for part in np.array_split(order, min(n_bins, len(p)))
+    ]
+    return float(np.sum(gaps) / len(p))

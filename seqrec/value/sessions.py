@@ -1,8 +1,10 @@
 """The session loop of the survey simulator: users answer (or not), abandon, and come back.
 
-The rules are those of :mod:`seqrec.value.survey` (the generative model); which question is asked
-is decided per session by a policy (:mod:`seqrec.value.policies`) from an estimator's ``(p, c)``
-(:mod:`seqrec.value.estimators`). All sessions at one position are processed as one batch.
+The rules are those of :mod:`seqrec.value.survey` (the generative model). Every step runs the
+serving path: **filter** (the eligibility mask: not shown in this session, not answered before)
+-> **score and calibrate** (an estimator's ``(p, c)``, :mod:`seqrec.value.estimators`) ->
+**order** (a policy, :mod:`seqrec.value.policies`, within the session cap) -> **serve** (the user
+answers or not, abandons or not). All sessions at one position are processed as one batch.
 """
 
 from __future__ import annotations
@@ -11,8 +13,13 @@ import numpy as np
 import pandas as pd
 
 from seqrec.value.estimators import Estimator
+from seqrec.value.planning import positional_plans
 from seqrec.value.policies import PolicyOf, choose
+from seqrec.value.ranking import best_next
 from seqrec.value.survey import Questions, StepContext, SurveyConfig, Users, true_probabilities
+
+PLAN_CANDIDATES = 8
+"""Candidates per session of the ``positional`` policy's exact plan (2^8 subsets)."""
 
 LOG_OUTPUT_COLUMNS = (
     "user_id",
@@ -24,6 +31,7 @@ LOG_OUTPUT_COLUMNS = (
     "seconds",
     "ended",
     "policy",
+    "timestamp",
 )
 """Columns of the log :func:`simulate` returns."""
 
@@ -49,7 +57,8 @@ def simulate(
     Returns:
         Impression log with :data:`LOG_OUTPUT_COLUMNS`, chronological per user (session ``k``, then
         position): ``answered`` and ``ended`` int64 0/1, ``price`` dollars, ``seconds`` seconds;
-        ``session_id = user_id * n_sessions + k``.
+        ``session_id = user_id * n_sessions + k``; ``timestamp = arrival + 0.001 k + 1e-5
+        position`` (units of the training log's span; users arrive in id order).
 
     Raises:
         ValueError: if a session needs a model (non-random policy) and ``estimator`` is None, or
@@ -86,6 +95,7 @@ def simulate(
                 users.patience[u],
                 seconds_so_far[idx],
                 past_rate[idx],
+                users.arrival[u],
             )
             step_policies = policies[idx]
             needs_model = step_policies != "random"
@@ -95,9 +105,20 @@ def simulate(
                     raise ValueError("estimator must be given for non-random policies; got None")
                 p_hat, c_hat = np.zeros((len(idx), n_items)), np.ones((len(idx), n_items))
                 p_hat[needs_model], c_hat[needs_model] = estimator(ctx.select(needs_model))
+            if position == 1 and (step_policies == "positional").any():
+                plans = np.full((batch, config.max_session_length), -1, dtype=np.int64)
+                plans[idx] = _plan_sessions(
+                    config, questions, estimator, ctx, step_policies, is_eligible[idx]
+                )
             chosen = np.empty(len(idx), dtype=np.int64)
             for policy in np.unique(step_policies):
                 rows_of = step_policies == policy
+                if policy == "positional":
+                    planned = plans[idx[rows_of], position - 1]
+                    fallback = best_next(p_hat[rows_of], questions.price[None, :],
+                                         c_hat[rows_of], is_eligible[idx][rows_of])
+                    chosen[rows_of] = np.where(planned >= 0, planned, fallback)
+                    continue
                 chosen[rows_of] = choose(
                     str(policy),
                     p_hat[rows_of],
@@ -105,6 +126,7 @@ def simulate(
                     questions.price,
                     is_eligible[idx][rows_of],
                     rng,
+                    config.max_session_length - position + 1,
                 )
             p_true, c_true = true_probabilities(config, questions, ctx)
             pick = np.arange(len(idx))
@@ -123,6 +145,7 @@ def simulate(
                     "seconds": seconds,
                     "ended": ended.astype(np.int64),
                     "policy": step_policies,
+                    "timestamp": users.arrival[u] + 0.001 * k + 1e-5 * position,
                     "_k": np.full(len(idx), k),
                 }
             )
@@ -140,3 +163,29 @@ def simulate(
     # Chronological order: user, their session k, position.
     log = log.sort_values(["user_id", "_k", "position"], kind="stable").drop(columns="_k")
     return log.reset_index(drop=True)
+
+
+def _plan_sessions(
+    config: SurveyConfig,
+    questions: Questions,
+    estimator: Estimator | None,
+    ctx: StepContext,
+    policies: np.ndarray,
+    is_eligible: np.ndarray,
+) -> np.ndarray:
+    """``(batch, max_session_length)`` exact position-aware plans of the ``positional``
+    sessions (-1 elsewhere), from estimates at every position of the session; ``ctx``,
+    ``policies`` and ``is_eligible`` describe the same ``batch`` sessions."""
+    if estimator is None:
+        raise ValueError("estimator must be given for non-random policies; got None")
+    rows = policies == "positional"
+    horizon = config.max_session_length
+    plans = np.full((len(policies), horizon), -1, dtype=np.int64)
+    ahead = ctx.select(rows)
+    steps = [estimator(ahead.at(t)) for t in range(1, horizon + 1)]
+    p = np.stack([s[0] for s in steps], axis=2)  # (n_rows, n_items, horizon)
+    c = np.stack([s[1] for s in steps], axis=2)
+    plans[rows] = positional_plans(
+        p, questions.price, c, is_eligible[rows], horizon, PLAN_CANDIDATES
+    )
+    return plans

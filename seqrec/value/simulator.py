@@ -2,12 +2,18 @@
 
 :func:`run_survey_simulation` puts the parts together:
 
-* the world — questions, users, true probabilities (:mod:`seqrec.value.survey`);
-* the session loop (:func:`seqrec.value.sessions.simulate`);
-* the policies ``random``, ``likely``, ``value``, ``cascade`` (:mod:`seqrec.value.policies`);
-* their estimates of ``p`` and ``c``, fitted on logs of the random logging policy
-  (:mod:`seqrec.value.estimators`); ``oracle=True`` adds the same policies with the true
+* the world — questions, users, true probabilities that depend on the position (with an
+  item-by-position effect) and drift with time (:mod:`seqrec.value.survey`);
+* the session loop, which runs filter -> score -> calibrate -> order -> serve at every step
+  within the session cap (:func:`seqrec.value.sessions.simulate`);
+* the policies ``random``, ``likely``, ``price``, ``value``, ``cascade`` (greedy index),
+  ``capped`` (exact under the cap) and ``positional`` (exact position-aware plan)
+  (:mod:`seqrec.value.policies`);
+* their estimates of ``p`` and ``c``, fitted on logs of the random logging policy of the past
+  (users arriving at times [0, 1)), split by time (:mod:`seqrec.value.estimators`), and used on
+  users of the future (times [1, 1.2)); ``oracle=True`` adds the same policies with the true
   probabilities;
+* calibrators compared under the drift (:mod:`seqrec.value.drift`);
 * summaries with user-level bootstrap CIs (:mod:`seqrec.value.summary`) and the A/B analyses of
   :mod:`seqrec.value.ab` (user split vs session split).
 """
@@ -15,14 +21,21 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from seqrec.value.ab import analyze_arpu, assign_groups, session_level_effect
+from seqrec.value.ab import (
+    SampleRatioMismatchWarning,
+    analyze_arpu,
+    assign_groups,
+    session_level_effect,
+)
 from seqrec.value.abandonment import ClassifierFit, impression_features
+from seqrec.value.drift import DriftRow, calibration_under_drift
 from seqrec.value.estimators import (
     Estimator,
     ModelEstimator,
@@ -39,6 +52,8 @@ logger = logging.getLogger(__name__)
 
 _AB_FIRST_USER_ID = 10_000_000
 """A/B experiments draw users from this id on (training users start at 0, evaluation at 1e6)."""
+PAST, FUTURE = (0.0, 1.0), (1.0, 1.2)
+"""Arrival times of the training users (the past log) and of every evaluated user."""
 
 
 @dataclass(frozen=True)
@@ -71,9 +86,9 @@ class SimulationConfig:
 
     Attributes:
         n_users: users per policy run (the same users for every policy) and in the training logs.
-        policies: policies to compare.
+        policies: policies to compare (default all of :data:`~seqrec.value.policies.POLICIES`).
         seed: master seed.
-        oracle: also run each non-random policy with the true probabilities.
+        oracle: also run each policy that reads estimates with the true probabilities.
         n_experiments: repeated A/B experiments per design (0: none).
         users_per_experiment: users in each A/B experiment.
         control, treatment: the A/B policies.
@@ -124,6 +139,9 @@ class SimulationResult:
         rows: one :class:`~seqrec.value.summary.PolicyRow` per (policy, estimates) run.
         truth_effect: the true ARPU effect of treatment vs control (None without experiments).
         designs: one :class:`DesignRow` per A/B design (empty without experiments).
+        drift: calibrators fitted on the past log, judged on a random-policy log of the future.
+        user_revenue: per row of ``rows``, ``(n_users,) float64`` dollars earned from each
+            evaluation user (the same users in every run: paired comparisons).
     """
 
     config: SimulationConfig
@@ -132,6 +150,8 @@ class SimulationResult:
     rows: tuple[PolicyRow, ...]
     truth_effect: Estimate | None
     designs: tuple[DesignRow, ...]
+    drift: tuple[DriftRow, ...] = ()
+    user_revenue: tuple[np.ndarray, ...] = ()
 
 
 def _revenue_per_user(log: pd.DataFrame, user_ids: np.ndarray) -> np.ndarray:
@@ -150,12 +170,16 @@ def _ab_design(
     """Simulate ``n_experiments`` independent experiments (disjoint user blocks) of one design."""
     n = sim.users_per_experiment
     rng = np.random.default_rng([sim.seed, 3 if unit == "user" else 4])
-    users = make_users(sim.n_experiments * n, rng, first_id=_AB_FIRST_USER_ID)
+    users = make_users(sim.n_experiments * n, rng, first_id=_AB_FIRST_USER_ID, arrive=FUTURE)
     weights = {sim.control: 0.5, sim.treatment: 0.5}
+    experiment = f"exp-{sim.seed}-" + ("" if unit == "user" else "s")
 
     def policy_of(user_ids: np.ndarray, session_ids: np.ndarray) -> np.ndarray:
-        experiment = f"exp-{sim.seed}-" + ("" if unit == "user" else "s")
         return assign_groups(user_ids if unit == "user" else session_ids, experiment, weights)
+
+    assigned = pd.DataFrame({"user_id": users.user_ids,
+                             "group": assign_groups(users.user_ids, experiment, weights)})
+    assigned_block = (users.user_ids - _AB_FIRST_USER_ID) // n
 
     log = simulate(
         sim.survey, questions, users, policy_of, estimator, seed=int(rng.integers(2**31))
@@ -166,7 +190,10 @@ def _ab_design(
     for e in range(sim.n_experiments):
         part = sessions[block == e]
         if unit == "user":
-            result = analyze_arpu(part, sim.control, sim.treatment, n_boot=sim.n_boot, seed=e)
+            with warnings.catch_warnings():  # at alpha 0.001, 200 experiments raise some by chance
+                warnings.simplefilter("ignore", SampleRatioMismatchWarning)
+                result = analyze_arpu(part, sim.control, sim.treatment, n_boot=sim.n_boot, seed=e,
+                                      weights=weights, assigned=assigned[assigned_block == e])
             effect, low, high = result.effect, result.effect_ci_low, result.effect_ci_high
         else:
             result = session_level_effect(part, sim.control, sim.treatment)
@@ -200,7 +227,7 @@ def run_survey_simulation(sim: SimulationConfig) -> SimulationResult:
     """
     root = np.random.default_rng(sim.seed)
     questions = make_questions(sim.survey, root)
-    train_users = make_users(sim.n_users, root, first_id=0)
+    train_users = make_users(sim.n_users, root, first_id=0, arrive=PAST)
     train_log = simulate(
         sim.survey, questions, train_users, constant_policy("random"), None, seed=sim.seed + 1
     )
@@ -212,20 +239,23 @@ def run_survey_simulation(sim: SimulationConfig) -> SimulationResult:
         sim.survey.max_session_length,
     )
     oracle = OracleEstimator(sim.survey, questions)
-    eval_users = make_users(sim.n_users, root, first_id=1_000_000)
+    eval_users = make_users(sim.n_users, root, first_id=1_000_000, arrive=FUTURE)
     runs: list[tuple[str, Literal["model", "oracle"], Estimator]] = [
         (p, "model", model) for p in sim.policies
     ]
     if sim.oracle:
-        runs += [(p, "oracle", oracle) for p in sim.policies if p != "random"]
-    rows, per_user_revenue = [], {}
+        runs += [(p, "oracle", oracle) for p in sim.policies if p not in ("random", "price")]
+    rows, per_user_revenue, future_log, user_revenue = [], {}, None, []
     for policy, label, estimator in runs:
         log = simulate(
             sim.survey, questions, eval_users, constant_policy(policy), estimator, seed=sim.seed + 2
         )
         rows.append(summarise(log, policy, label, sim.n_boot, sim.seed))
+        user_revenue.append(_revenue_per_user(log, eval_users.user_ids))
+        if policy == "random":
+            future_log = log
         if label == "model":
-            per_user_revenue[policy] = _revenue_per_user(log, eval_users.user_ids)
+            per_user_revenue[policy] = user_revenue[-1]
         logger.info("policy %s (%s): ARPU %.3f", policy, label, rows[-1].arpu.mean)
     truth, designs = None, ()
     if sim.n_experiments:
@@ -245,4 +275,9 @@ def run_survey_simulation(sim: SimulationConfig) -> SimulationResult:
         designs = tuple(
             _ab_design(sim, questions, model, unit, truth.mean) for unit in ("user", "session")
         )
-    return SimulationResult(sim, answer_fit, abandonment_fit, tuple(rows), truth, designs)
+    if future_log is None:
+        future_log = simulate(sim.survey, questions, eval_users, constant_policy("random"), None,
+                              seed=sim.seed + 2)
+    drift = calibration_under_drift(train_log, future_log, questions, sim.seed)
+    return SimulationResult(sim, answer_fit, abandonment_fit, tuple(rows), truth, designs, drift,
+                            tuple(user_revenue))
