@@ -277,16 +277,24 @@ def serve(
         "popular items instead of a 404.")] = False,
     threads: Annotated[int, typer.Option(
         "--threads", min=1, help="Torch threads for scoring.")] = 1,
+    value_calibrator: Annotated[Path | None, typer.Option(
+        "--value-calibrator", help="A calibrator file fitted for this model (seqrec simulate "
+        "calibrate): enables POST /rank/value; read again at every reload.")] = None,
 ) -> None:
     """Serve a model over HTTP (JSON; OpenAPI at /openapi.json; kill -HUP reloads the model)."""
     from seqrec.serve import check_port
     from seqrec.serve import serve as run_server
 
-    load_model(model_dir)  # refuse a broken directory with one line, before binding
+    model = load_model(model_dir)  # refuse a broken directory with one line, before binding
+    if value_calibrator is not None:
+        from seqrec.value.calibrator_file import load_calibrator
+
+        load_calibrator(value_calibrator, model)  # a missing or mismatched file: one line
     try:
         check_port(host, port)
     except OSError as error:
         raise CliError(f"--port {port}: cannot listen on {host}:{port} ({error.strerror or error})"
                        ) from None
     run_server(model_dir, host=host, port=port, torch_threads=threads,
-               unknown_user="popular" if popular_fallback else "error")
+               unknown_user="popular" if popular_fallback else "error",
+               value_calibrator=value_calibrator)

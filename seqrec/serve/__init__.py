@@ -2,8 +2,9 @@
 
 :mod:`~seqrec.serve.loading` loads and validates the served model and reloads it;
 :mod:`~seqrec.serve.ranking` turns requests into jobs ranked by the library's one ranking path
-(micro-batched) and runs big requests off the event loop; :mod:`~seqrec.serve.schemas` holds the
-request and response models; :mod:`~seqrec.serve.app` the routes; :mod:`~seqrec.serve.errors`
+(micro-batched) and runs big requests off the event loop; :mod:`~seqrec.serve.value` answers
+``/rank/value`` (value-aware ranking with a saved calibrator); :mod:`~seqrec.serve.schemas` holds
+the request and response models; :mod:`~seqrec.serve.app` the routes; :mod:`~seqrec.serve.errors`
 the one error format; :mod:`~seqrec.serve.limits` the per-request limits (concurrency, body
 size, content type, cancellation when the client hangs up); :mod:`~seqrec.serve.connections`
 the per-connection limits (header size, request timeout, open connections);

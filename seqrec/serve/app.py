@@ -17,7 +17,6 @@ stall the others.
 import asyncio
 import gc
 import inspect
-import json
 import logging
 import signal
 import threading
@@ -29,7 +28,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -50,8 +49,12 @@ from seqrec.serve.schemas import (
     ErrorResponse,
     RecommendResponse,
     SimilarResponse,
+    ValueRankResponse,
+    json_bytes,
+    parse_body,
     request_schemas,
 )
+from seqrec.serve.value import ValueRanker, calibrator_status
 
 log = logging.getLogger(__name__)
 
@@ -65,22 +68,9 @@ def _items_json(loaded: LoadedModel, items: np.ndarray, scores: np.ndarray) -> l
             for r, (i, s) in enumerate(zip(ids, scores.tolist(), strict=True))]
 
 
-def _json_bytes(payload: Any) -> bytes:
-    # response models are declared on the routes for the schema; returning bytes skips a second
-    # validation pass over our own output
-    return json.dumps(payload, allow_nan=False).encode()
-
-
-def _parse(model: type[BaseModel], body: bytes) -> Any:
-    """The request body as ``model`` (pydantic-core parses and validates the bytes at once)."""
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as error:
-        raise ApiError.from_validation(error) from None
-
-
 def _body_schema(model: str) -> dict[str, Any]:
-    """OpenAPI request body of a route that parses its body itself (see :func:`_parse`)."""
+    """OpenAPI request body of a route that parses its body itself
+    (:func:`~seqrec.serve.schemas.parse_body`)."""
     return {"requestBody": {"required": True, "content": {"application/json": {
         "schema": {"$ref": f"#/components/schemas/{model}"}}}}}
 
@@ -104,7 +94,8 @@ def create_app(model_dir: str | Path, *, unknown_user: UnknownUserPolicy = "erro
                max_batch: int = 256, max_items: int = 10_000, max_ids: int = 250_000,
                max_body_bytes: int = 1_000_000, max_concurrency: int = 256,
                micro_batch: bool = True, batch_wait_ms: float = 0.0,
-               reload_on_sighup: bool = True, telemetry: bool = False) -> FastAPI:
+               reload_on_sighup: bool = True, telemetry: bool = False,
+               value_calibrator: str | Path | None = None) -> FastAPI:
     """A FastAPI app serving the model in ``model_dir`` (loaded and validated once, here).
 
     Args:
@@ -121,10 +112,15 @@ def create_app(model_dir: str | Path, *, unknown_user: UnknownUserPolicy = "erro
         batch_wait_ms: how long a micro-batch waits for more requests (0 = take what is queued).
         reload_on_sighup: when served from the main thread, ``SIGHUP`` reloads the model.
         telemetry: FastAPI's OpenTelemetry spans/metrics/logs (FastAPI versions that have them).
+        value_calibrator: a calibrator file (:func:`seqrec.value.save_calibrator`) fitted for
+            this model: enables ``POST /rank/value``, and is read again at every reload (see
+            :mod:`~seqrec.serve.loading`).
 
     Raises:
         ValueError: a bad setting.
         ModelDirectoryError: a directory that cannot be served (from loading).
+        CalibratorFileError: (a ``ValueError``) ``value_calibrator`` is missing, malformed or
+            fitted for another model version.
     """
     if unknown_user not in ("error", "popular"):
         raise ValueError(f"unknown_user={unknown_user!r}: expected 'error' or 'popular'")
@@ -132,11 +128,12 @@ def create_app(model_dir: str | Path, *, unknown_user: UnknownUserPolicy = "erro
                           ("max_body_bytes", max_body_bytes), ("max_concurrency", max_concurrency)):
         if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
             raise ValueError(f"{name}={setting!r}: expected an integer >= 1")
-    holder = ModelHolder(model_dir)
+    holder = ModelHolder(model_dir, value_calibrator)
     load = Load()
     scorer = Scorer(micro_batch, max_rows=max(max_batch, 64), wait_s=batch_wait_ms / 1000)
     offload = Offload(load)
     RecommendRequest, BatchRequest, SimilarRequest = request_schemas(max_batch, max_items)
+    value = ValueRanker(max_items, max_ids)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -175,7 +172,7 @@ def create_app(model_dir: str | Path, *, unknown_user: UnknownUserPolicy = "erro
     app.state.load = load
     app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes,
                        max_concurrency=max_concurrency, load=load)
-    _add_schemas(app, [RecommendRequest, BatchRequest, SimilarRequest])
+    _add_schemas(app, [RecommendRequest, BatchRequest, SimilarRequest, value.request_model])
     errors: dict[int | str, dict[str, Any]] = {
         code: {"model": ErrorResponse} for code in (404, 409, 413, 415, 422, 503)}
 
@@ -208,18 +205,18 @@ def create_app(model_dir: str | Path, *, unknown_user: UnknownUserPolicy = "erro
                            f"exclude_items together); at most {max_ids}", "too_many_ids")
 
     def _recommend_jobs(loaded: LoadedModel, body: bytes) -> list[Job]:
-        request = _parse(RecommendRequest, body)
+        request = parse_body(RecommendRequest, body)
         _check_ids([request], "body")
         return jobs_for(loaded, [request], unknown_user, batch=False)
 
     def _batch_jobs(loaded: LoadedModel, body: bytes) -> list[Job]:
-        requests = _parse(BatchRequest, body).requests
+        requests = parse_body(BatchRequest, body).requests
         _check_ids(requests, "requests")
         return jobs_for(loaded, requests, unknown_user, batch=True)
 
     def _recommend_answer(loaded: LoadedModel, jobs: list[Job], ranked: list[Ranked]) -> bytes:
         [job], [(items, scores)] = jobs, ranked
-        return _json_bytes({"items": _items_json(loaded, items, scores),
+        return json_bytes({"items": _items_json(loaded, items, scores),
                             "model_version": loaded.version,
                             "unknown_items_dropped": job.unknown_dropped,
                             "source": "popular" if job.popular else "model"})
@@ -229,7 +226,7 @@ def create_app(model_dir: str | Path, *, unknown_user: UnknownUserPolicy = "erro
                     "unknown_items_dropped": job.unknown_dropped,
                     "source": "popular" if job.popular else "model"}
                    for job, (items, scores) in zip(jobs, ranked, strict=True)]
-        return _json_bytes({"results": results, "model_version": loaded.version})
+        return json_bytes({"results": results, "model_version": loaded.version})
 
     def _whole(parse: Any, answer: Any, loaded: LoadedModel, body: bytes) -> bytes:
         jobs = parse(loaded, body)
@@ -269,7 +266,7 @@ def create_app(model_dir: str | Path, *, unknown_user: UnknownUserPolicy = "erro
     async def similar(request: Request) -> Response:
         """Item-to-item neighbours by cosine similarity of item embeddings (never the item itself)."""
         loaded = holder.current
-        body = _parse(SimilarRequest, await request.body())
+        body = parse_body(SimilarRequest, await request.body())
         if not loaded.has_embeddings:
             raise ApiError(409, "model", f"model kind {loaded.metadata.get('kind')!r} has no "
                            "item embeddings", "no_embeddings")
@@ -279,9 +276,23 @@ def create_app(model_dir: str | Path, *, unknown_user: UnknownUserPolicy = "erro
         best = loaded.model.similar_topk(idx, body.k)  # type: ignore[union-attr]
         items, scores = best.items[0].numpy(), best.scores[0].numpy()
         keep = items != 0
-        return Response(_json_bytes({"items": _items_json(loaded, items[keep], scores[keep]),
+        return Response(json_bytes({"items": _items_json(loaded, items[keep], scores[keep]),
                                      "model_version": loaded.version}),
                         media_type="application/json")
+
+    @app.post("/rank/value", response_model=ValueRankResponse, responses=errors,
+              openapi_extra=_body_schema("ValueRankRequest"))
+    async def rank_value(request: Request) -> Response:
+        """Candidates ordered by expected revenue: filter -> score -> calibrate (the server's
+        --value-calibrator) -> order; 404 without a calibrator, 409 when it does not fit the
+        served model version."""
+        loaded = holder.current
+        body = await request.body()
+        if len(body) > BIG_BODY_BYTES:
+            payload = await offload.run(value.whole, loaded, body)
+        else:
+            payload = await scorer.call(value.answer, loaded, value.parse(loaded, body))
+        return Response(payload, media_type="application/json")
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -312,8 +323,9 @@ def create_app(model_dir: str | Path, *, unknown_user: UnknownUserPolicy = "erro
     @app.post("/admin/reload", responses={403: {"model": ErrorResponse},
                                           409: {"model": ErrorResponse}})
     async def admin_reload(request: Request) -> dict[str, Any]:
-        """Load the model directory's current version and swap it in (from localhost only);
-        409 when it cannot be loaded (the old model keeps serving)."""
+        """Load the model directory's current version (and the value calibrator file) and swap
+        them in (from localhost only); 409 when the model cannot be loaded (the old one keeps
+        serving). ``value_calibrator``: null without one, else whether it serves the new model."""
         host = request.client.host if request.client else ""
         if host not in _LOCAL_HOSTS:
             raise ApiError(403, "client", "admin/reload is only accepted from 127.0.0.1 or ::1",
@@ -323,6 +335,7 @@ def create_app(model_dir: str | Path, *, unknown_user: UnknownUserPolicy = "erro
         except Exception as error:  # noqa: BLE001 - any failure keeps the old model
             raise ApiError(409, "model_dir", f"reload failed ({error}); still serving "
                            f"{holder.current.version}", "reload_failed") from None
-        return {"previous_version": previous, "model_version": new, "changed": previous != new}
+        return {"previous_version": previous, "model_version": new, "changed": previous != new,
+                "value_calibrator": calibrator_status(holder.current)}
 
     return app

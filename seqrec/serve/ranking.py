@@ -210,6 +210,12 @@ class Scorer:
         self._queue.put_nowait(unit)
         return await unit.future
 
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the compute thread, in turn with the micro-batches: model work of
+        other kinds (``/rank/value``) off the event loop. A request cancelled before its turn
+        (its client hung up) never runs."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
     async def _collect(self) -> None:
         assert self._queue is not None
         queue, loop = self._queue, asyncio.get_running_loop()

@@ -66,7 +66,8 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *,
           max_connections: int = 1024, busy_requests: int = 64, max_header_bytes: int = 16_384,
           timeout_request_s: float = 10.0, timeout_keep_alive_s: float = 5.0,
           micro_batch: bool = True, workers: int = 1, torch_threads: int = 1,
-          access_log: bool = False, log_level: str = "info") -> None:
+          access_log: bool = False, log_level: str = "info",
+          value_calibrator: str | Path | None = None) -> None:
     """Serve ``model_dir`` over HTTP with uvicorn until interrupted.
 
     Binds to 127.0.0.1 unless ``host`` says otherwise (beyond this machine, put a reverse proxy
@@ -92,6 +93,7 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *,
             HTTP loop and to other workers).
         access_log: uvicorn's per-request log line (off: it costs throughput).
         log_level: uvicorn's and seqrec's log level.
+        value_calibrator: a calibrator file fitted for the model: enables ``POST /rank/value``.
         Others: see :func:`seqrec.serve.create_app`.
 
     Raises:
@@ -109,7 +111,8 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *,
     settings = {"model_dir": str(model_dir), "unknown_user": unknown_user, "max_batch": max_batch,
                 "max_ids": max_ids, "max_body_bytes": max_body_bytes,
                 "max_concurrency": max_concurrency, "micro_batch": micro_batch,
-                "torch_threads": torch_threads}
+                "torch_threads": torch_threads,
+                "value_calibrator": None if value_calibrator is None else str(value_calibrator)}
     if workers > 1:
         os.environ[_SETTINGS_ENV] = json.dumps(settings)
         uvicorn.run("seqrec.serve.server:app_from_env", factory=True, workers=workers, **server)

@@ -17,7 +17,8 @@ curves), ``logs`` (impression-log columns, split by user or by time), ``calibrat
 part, report on another), ``abandonment``, ``eligibility`` (vectorised masks), ``serving`` (rank
 and serve the eligible items, bulk back-end check), ``assignment`` and ``ab`` (A/B assignment and
 analysis), ``model_scores`` and ``value_rank`` (the recommender's probabilities, calibrated and
-ordered); the survey simulator: ``survey`` (the world), ``policies``, ``estimators``, ``sessions``
+ordered), ``calibrator_file`` (a fitted calibrator saved as JSON for its model version); the
+survey simulator: ``survey`` (the world), ``policies``, ``estimators``, ``sessions``
 (the session loop), ``drift``, ``summary``, ``simulator`` (the whole run), ``plots`` and ``cli``.
 """
 
@@ -29,7 +30,10 @@ _MODULE_OF = {
     "ABANDONMENT_FEATURES": "abandonment",
     "ArpuResult": "ab",
     "CalibrationReport": "calibration",
+    "CalibratorFileError": "calibrator_file",
+    "CalibratorMismatchError": "calibrator_file",
     "EligibilityState": "eligibility",
+    "HeldOutReport": "calibrator_file",
     "ItemRules": "eligibility",
     "MissingUsersWarning": "ab",
     "ModelScorer": "model_scores",
@@ -37,6 +41,7 @@ _MODULE_OF = {
     "OnlinePlatt": "online",
     "Ranked": "serving",
     "SampleRatioMismatchWarning": "ab",
+    "SavedCalibrator": "calibrator_file",
     "Scorer": "calibration",
     "Served": "serving",
     "UnitMismatchWarning": "ab",
@@ -65,14 +70,17 @@ _MODULE_OF = {
     "fit_temperature": "calibrators",
     "greedy_order": "ranking",
     "impression_features": "abandonment",
+    "load_calibrator": "calibrator_file",
     "next_item_log_probs": "model_scores",
     "pairwise_scorer": "calibration",
     "positional_order": "positional",
     "positional_revenue": "positional",
     "rank_by_value": "value_rank",
+    "rank_columns_by_value": "value_rank",
     "rank_eligible": "serving",
     "reliability_curve": "reliability",
     "sample_ratio_test": "ab",
+    "save_calibrator": "calibrator_file",
     "serve_first_accepted": "serving",
     "session_level_effect": "ab",
     "split_by_time": "logs",

@@ -3,8 +3,10 @@ command line (typer app, mounted by seqrec.cli). Only typer is imported here; th
 model, its plots and rich load when a command runs.
 
 * ``seqrec simulate survey`` — compare ranking policies and A/B designs on simulated users;
-* ``seqrec simulate rank`` — filter -> score (a saved recommender) -> calibrate (on a held-out
-  time window of impressions) -> order by expected revenue, for one history.
+* ``seqrec simulate calibrate`` — fit a calibrator of a saved recommender's probabilities on a
+  held-out time window of impressions, and save it as JSON for that model version;
+* ``seqrec simulate rank`` — filter -> score (a saved recommender) -> calibrate (fitted here, or
+  a saved ``--calibrator``) -> order by expected revenue, for one history.
 """
 
 from __future__ import annotations
@@ -182,40 +184,111 @@ def _ids(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _fit(model: Any, impressions: Path, interactions: Path, method: str, test_fraction: float,
+         normalise: str) -> Any:
+    import pandas as pd
+
+    from seqrec.value.model_scores import fit_model_calibrator
+
+    return fit_model_calibrator(model, pd.read_csv(impressions), pd.read_csv(interactions),
+                                method, "time", test_fraction, normalise=normalise)
+
+
+def _report_line(method: str, report: Any) -> str:
+    """One line of a CalibrationReport (or a saved HeldOutReport: same attributes)."""
+    if report is None:
+        return f"calibration ({method}): saved without a held-out report"
+    b, a = report.before, report.after
+    return (f"calibration ({method}, {report.holdout} holdout: fitted on {report.n_train_rows} "
+            f"impressions, reported on the latest {report.n_test_rows}): log-loss "
+            f"{b.log_loss:.4f} -> {a.log_loss:.4f}, ECE equal-mass {b.ece_mass:.4f} -> "
+            f"{a.ece_mass:.4f}, Brier {b.brier:.4f} -> {a.brier:.4f}")
+
+
+_MODEL = typer.Option(..., "--model", help="A saved model folder (seqrec train).")
+_IMPRESSIONS_HELP = "CSV: user_id, item_id, timestamp, answered (0/1), later than the training data."
+_INTERACTIONS_HELP = "CSV: user_id, item_id, timestamp (the users' histories)."
+_NORMALISE_HELP = "Softmax over the 'catalogue' or the 'eligible' items."
+_TEST_FRACTION_HELP = "Latest share of impressions held out for the report."
+
+
+@app.command()
+def calibrate(
+    model_dir: Path = _MODEL,
+    impressions: Path = typer.Option(..., "--impressions", help=_IMPRESSIONS_HELP),
+    interactions: Path = typer.Option(..., "--interactions", help=_INTERACTIONS_HELP),
+    out: Path = typer.Option(..., "--out", help="The calibrator file to write (JSON)."),
+    method: str = typer.Option("platt", "--method", help="platt, temperature or isotonic."),
+    normalise: str = typer.Option("catalogue", "--normalise", help=_NORMALISE_HELP),
+    test_fraction: float = typer.Option(0.3, "--test-fraction", help=_TEST_FRACTION_HELP),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
+) -> None:
+    """Fit a calibrator of the model's next-item probabilities on a held-out time window of
+    impressions and save it (JSON, for this model version) for `simulate rank --calibrator` and
+    `seqrec serve --value-calibrator`."""
+    from seqrec.model_dir import load_model
+    from seqrec.value.calibrator_file import save_calibrator
+
+    if out.is_dir():
+        raise typer.BadParameter(f"{out} is a folder, expected a file path", param_hint="--out")
+    if out.exists() and not force:
+        raise typer.BadParameter(f"{out} exists; pass --force to replace it", param_hint="--out")
+    try:
+        model = load_model(model_dir)
+        report = _fit(model, impressions, interactions, method, test_fraction, normalise)
+    except (ValueError, KeyError) as error:
+        raise typer.BadParameter(str(error)) from error
+    save_calibrator(report, out, model=model, normalise=normalise)
+    typer.echo(_report_line(method, report))
+    typer.echo(f"calibrator for model {model.metadata['model_version']} ({normalise} "
+               f"log-probabilities) saved to {out}")
+
+
 @app.command()
 def rank(
-    model_dir: Path = typer.Option(..., "--model", help="A saved model folder (seqrec train)."),
+    model_dir: Path = _MODEL,
     items: Path = typer.Option(
         ..., "--items", help="CSV of candidates: item_id, price (dollars), continuation (0-1)."
     ),
-    impressions: Path = typer.Option(
-        ..., "--impressions",
-        help="CSV: user_id, item_id, timestamp, answered (0/1), later than the training data.",
+    calibrator: Path | None = typer.Option(
+        None, "--calibrator", help="A saved calibrator (simulate calibrate) for this model, "
+        "instead of fitting one from --impressions and --interactions.",
     ),
-    interactions: Path = typer.Option(
-        ..., "--interactions", help="CSV: user_id, item_id, timestamp (the users' histories)."
-    ),
+    impressions: Path | None = typer.Option(None, "--impressions", help=_IMPRESSIONS_HELP),
+    interactions: Path | None = typer.Option(None, "--interactions", help=_INTERACTIONS_HELP),
     history: str = typer.Option("", "--history", help="The user's item ids, oldest first, a,b,c."),
     cap: int | None = typer.Option(None, "--cap", help="Most items the session shows (exact DP)."),
     exclude: str = typer.Option("", "--exclude", help="Ineligible candidate ids, a,b,c."),
-    method: str = typer.Option("platt", "--method", help="platt, temperature or isotonic."),
-    normalise: str = typer.Option(
-        "catalogue", "--normalise", help="Softmax over the 'catalogue' or the 'eligible' items."
-    ),
-    test_fraction: float = typer.Option(
-        0.3, "--test-fraction", help="Latest share of impressions held out for the report."
-    ),
+    method: str | None = typer.Option(
+        None, "--method", help="platt (default), temperature or isotonic (when fitting)."),
+    normalise: str | None = typer.Option(
+        None, "--normalise", help=_NORMALISE_HELP + " Default: the calibrator file's, or "
+        "'catalogue' when fitting."),
+    test_fraction: float | None = typer.Option(
+        None, "--test-fraction", help=_TEST_FRACTION_HELP + " Default 0.3 (when fitting)."),
 ) -> None:
-    """Rank candidates by expected revenue from a recommender's calibrated probabilities."""
+    """Rank candidates by expected revenue from a recommender's calibrated probabilities (a
+    calibrator fitted here from --impressions and --interactions, or a saved --calibrator)."""
     import numpy as np
     import pandas as pd
     from rich.console import Console
     from rich.table import Table
 
     from seqrec.model_dir import load_model
-    from seqrec.value.model_scores import fit_model_calibrator
+    from seqrec.value.calibrator_file import load_calibrator
     from seqrec.value.value_rank import rank_by_value
 
+    fitting = impressions is not None or interactions is not None
+    if calibrator is not None and fitting:
+        raise typer.BadParameter("give either --calibrator or --impressions with "
+                                 "--interactions, not both", param_hint="--calibrator")
+    if calibrator is None and (impressions is None or interactions is None):
+        raise typer.BadParameter("give --calibrator FILE, or both --impressions and "
+                                 "--interactions to fit a calibrator", param_hint="--calibrator")
+    for name, given in (("--method", method), ("--test-fraction", test_fraction)):
+        if calibrator is not None and given is not None:
+            raise typer.BadParameter("only for fitting: the --calibrator file was fitted already",
+                                     param_hint=name)
     try:
         model = load_model(model_dir)
         table = pd.read_csv(items)
@@ -224,22 +297,28 @@ def rank(
             raise ValueError(f"--items is missing columns {missing}")
         candidates = model.catalogue.to_index(table["item_id"].tolist(), where="--items")
         excluded = model.catalogue.to_index(_ids(exclude), where="--exclude")
-        report = fit_model_calibrator(model, pd.read_csv(impressions), pd.read_csv(interactions),
-                                      method, "time", test_fraction, normalise=normalise)
+        if calibrator is not None:
+            saved = load_calibrator(calibrator, model)
+            if normalise not in (None, saved.normalise):
+                raise ValueError(f"--normalise {normalise}: {calibrator} was fitted on "
+                                 f"{saved.normalise!r} log-probabilities")
+            method, normalise, fitted, report = (saved.method, saved.normalise,
+                                                 saved.calibrator, saved.report)
+        else:
+            assert impressions is not None and interactions is not None
+            method, normalise = method or "platt", normalise or "catalogue"
+            report = _fit(model, impressions, interactions, method,
+                          0.3 if test_fraction is None else test_fraction, normalise)
+            fitted = report.calibrator
         ranking = rank_by_value(model, _ids(history), table["item_id"].tolist(),
                                 table["price"].to_numpy(), table["continuation"].to_numpy(),
-                                report.calibrator, cap=cap, normalise=normalise,
+                                fitted, cap=cap, normalise=normalise,  # type: ignore[arg-type]
                                 is_eligible=~np.isin(candidates, excluded))
     except (ValueError, KeyError) as error:
         raise typer.BadParameter(str(error)) from error
     console = Console(width=120)
-    b, a = report.before, report.after
-    console.print(
-        f"calibration ({method}, {report.holdout} holdout: fitted on {report.n_train_rows} "
-        f"impressions, reported on the latest {report.n_test_rows}): log-loss {b.log_loss:.4f} -> "
-        f"{a.log_loss:.4f}, ECE equal-mass {b.ece_mass:.4f} -> {a.ece_mass:.4f}, Brier "
-        f"{b.brier:.4f} -> {a.brier:.4f}"
-    )
+    prefix = f"{calibrator}: " if calibrator is not None else ""
+    console.print(prefix + _report_line(method, report))
     out = Table(title=f"By expected revenue (P(next) over the {normalise}; cap {cap or 'none'})")
     for column in ("rank", "item_id", "log P(next)", "P(answer)", "price ($)", "continuation",
                    "key r p / (1 - c)"):

@@ -1,6 +1,7 @@
 """Value-aware ranking from the sequence recommender: filter -> score -> calibrate -> order.
 
-:func:`rank_by_value` is the whole path for one request:
+:func:`rank_by_value` is the whole path for one request (:func:`rank_columns_by_value` the same
+on ids already mapped to item indices, as the HTTP service's ``POST /rank/value`` calls it):
 
 1. **filter** — ``is_eligible`` (e.g. :func:`seqrec.value.eligibility.eligibility_mask`) over the
    candidates; ineligible items are never scored into the ranking nor returned;
@@ -94,24 +95,68 @@ def rank_by_value(
         UnknownItemError: a candidate unknown to the model.
     """
     ids = np.asarray(list(item_ids), dtype=object)
+    columns = model.catalogue.to_index(ids.tolist(), where="item_ids")
+    items, _ = history_csr(model, [list(history)])
+    return rank_columns_by_value(model, items, columns, prices, continuation, calibrator,
+                                 cap=cap, is_eligible=is_eligible, normalise=normalise,
+                                 item_ids=ids)
+
+
+def rank_columns_by_value(
+    model: Any,
+    history: np.ndarray,
+    columns: np.ndarray,
+    prices: Sequence[float] | np.ndarray,
+    continuation: Sequence[float] | np.ndarray,
+    calibrator: Calibrator,
+    *,
+    cap: int | None = None,
+    is_eligible: np.ndarray | None = None,
+    normalise: Normalisation = "catalogue",
+    item_ids: np.ndarray | None = None,
+) -> ValueRanking:
+    """:func:`rank_by_value` on ids already mapped to item indices (the HTTP service's path).
+
+    Args:
+        model: a fitted recommender.
+        history: ``(h,) int64`` item indices (1..n_items) the model reads, oldest first. Read
+            without event times, as :func:`~seqrec.value.model_scores.fit_model_calibrator`
+            scores the impressions its calibrator is fitted on.
+        columns: ``(n,) int64`` candidate item indices (unique, 1..n_items).
+        prices, continuation, calibrator, cap, is_eligible, normalise: as :func:`rank_by_value`.
+        item_ids: ``(n,)`` labels of the candidates in the result (default: the model's external
+            ids of ``columns``).
+
+    Returns:
+        :class:`ValueRanking`.
+
+    Raises:
+        ValueError: as :func:`rank_by_value`, or ``columns`` outside 1..n_items.
+    """
+    columns = np.asarray(columns, dtype=np.int64)
+    n_items = len(model.catalogue)
+    if columns.ndim != 1 or (len(columns) and (columns.min() < 1 or columns.max() > n_items)):
+        raise ValueError(f"columns must be (n,) item indices in 1..{n_items}; got "
+                         f"{columns.tolist()[:5]}")
+    ids = model.catalogue.to_external(columns) if item_ids is None else np.asarray(item_ids)
     r = check_nonnegative("prices", prices)
     c = check_probabilities("continuation", continuation)
-    if r.shape != ids.shape or c.shape != ids.shape:
-        raise ValueError(f"prices and continuation must have shape {ids.shape} (one per item_ids); "
-                         f"got {r.shape}, {c.shape}")
-    mask = np.ones(len(ids), dtype=bool) if is_eligible is None else check_mask(
-        "is_eligible", is_eligible, len(ids))
+    if r.shape != columns.shape or c.shape != columns.shape:
+        raise ValueError(f"prices and continuation must have shape {columns.shape} (one per "
+                         f"item_ids); got {r.shape}, {c.shape}")
+    mask = np.ones(len(columns), dtype=bool) if is_eligible is None else check_mask(
+        "is_eligible", is_eligible, len(columns))
     if not mask.any():
         raise ValueError("is_eligible must keep at least one item")
-    columns = model.catalogue.to_index(ids.tolist(), where="item_ids")
     if len(np.unique(columns)) != len(columns):
         raise ValueError("item_ids must be unique")
-    items, offsets = history_csr(model, [list(history)])
-    eligible = np.zeros(len(model.catalogue) + 1, dtype=bool)
+    items = np.asarray(history, dtype=np.int64)
+    offsets = np.array([0, len(items)], dtype=np.int64)
+    eligible = np.zeros(n_items + 1, dtype=bool)
     eligible[columns[mask]] = True
     log_p = next_item_log_probs(model, items, offsets, np.zeros(1, dtype=np.int64), normalise,
                                 eligible)[0, columns]
-    p = np.zeros(len(ids))
+    p = np.zeros(len(columns))
     p[mask] = clip_probabilities(calibrator.predict(log_p[mask]))
     order = cascade_order(p, r, c, cap=cap, is_eligible=mask)
     return ValueRanking(
