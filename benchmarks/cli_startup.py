@@ -1,0 +1,82 @@
+"""Start-up time of the command line: ``python -m seqrec --help`` (and ``import seqrec``).
+
+Each run is a fresh interpreter; runs of this tree and of ``--other`` (another checkout of
+seqrec, e.g. an older commit made with ``git worktree add``) alternate, so background load hits
+both alike. Wall seconds and the child's CPU seconds (user + system, from ``getrusage``) are
+recorded; the table gives medians and the ratio.
+
+    python benchmarks/cli_startup.py --runs 7 --other /tmp/old-checkout
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from _common import cpu_model  # noqa: E402  (benchmarks/ helper)
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results"
+COMMANDS = {"seqrec --help": ["-m", "seqrec", "--help"], "import seqrec": ["-c", "import seqrec"]}
+
+
+def one_run(tree: Path, args: list[str]) -> tuple[float, float]:
+    """``(wall s, CPU s)`` of one interpreter running ``args`` in ``tree`` (first on the path)."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, *args], env=env, cwd=tree, check=True,
+                   stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def git_commit(tree: Path) -> str:
+    return subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip() or "?"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--other", type=Path, help="another seqrec checkout to compare with")
+    args = parser.parse_args()
+    trees = {f"this tree ({git_commit(ROOT)})": ROOT}
+    if args.other:
+        trees[f"{args.other} ({git_commit(args.other)})"] = args.other
+    rows = []
+    for name, command in COMMANDS.items():
+        samples: dict[str, list[tuple[float, float]]] = {tree: [] for tree in trees}
+        for _ in range(args.runs):
+            for tree, path in trees.items():
+                samples[tree].append(one_run(path, command))
+        base = statistics.median(c for _, c in samples[next(iter(trees))])
+        for tree, values in samples.items():
+            wall = statistics.median(w for w, _ in values)
+            cpu = statistics.median(c for _, c in values)
+            rows.append(f"| `{name}` | {tree} | {wall:.3f} | {cpu:.3f} | {cpu / base:.1f}x |")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    text = "\n".join([
+        "### Command-line start-up", "",
+        f"Command: `python benchmarks/cli_startup.py --runs {args.runs}"
+        + (f" --other {args.other}`" if args.other else "`") + "  ",
+        f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores, "
+        f"{cpu_model()}; Python {sys.version.split()[0]}; load average at the end {load}; "
+        f"median of {args.runs} fresh interpreters per row, alternating trees", "",
+        "| command | tree | wall s | CPU s | CPU vs this tree |", "|---|---|---|---|---|",
+        *rows, ""])
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "cli_startup.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
