@@ -19,6 +19,7 @@ import datetime
 import gc
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,16 +45,17 @@ def main() -> None:
     args = parser.parse_args()
 
     frame = synthetic_interactions(args.interactions, args.users, args.items)
-    times, extra_mib = [], []
+    times, cpu_times, extra_mib = [], [], []
     peak_reset = False
     for _ in range(args.repeats):
         gc.collect()
         peak_reset = reset_peak()
         rss_before = status_kib("VmRSS")
         hwm_before = status_kib("VmHWM")
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         dataset = build_dataset(frame)
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
         base = rss_before if peak_reset else hwm_before
         extra_mib.append((status_kib("VmHWM") - base) / 1024)
         del dataset
@@ -70,6 +72,7 @@ def main() -> None:
         ("users / items", f"{dataset.n_users:,} / {dataset.n_items:,}"),
         ("build_dataset time, best of " + str(args.repeats), f"{min(times):.2f} s"),
         ("build_dataset time, median", f"{float(np.median(times)):.2f} s"),
+        ("build_dataset CPU time (user + system), median", f"{float(np.median(cpu_times)):.2f} s"),
         ("extra peak memory (max over runs)", f"{max(extra_mib):,.0f} MiB"),
         ("of which the returned CSR arrays", f"{result_mib:,.0f} MiB"),
         ("peak measured from", "reset VmHWM (clear_refs)" if peak_reset else "prior VmHWM"),
@@ -83,12 +86,16 @@ def main() -> None:
     import pandas
 
     command = "python " + " ".join(["benchmarks/build_sequences.py", *sys.argv[1:]])
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=Path(__file__).parent).stdout.strip()
     text = f"""## build_dataset on a synthetic log
 
-Command: `{command}` ({datetime.date.today().isoformat()})
+Command: `{command}` ({datetime.date.today().isoformat()}, commit {commit})
 
 Machine: {os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()},
-numpy {numpy.__version__}, pandas {pandas.__version__}.
+numpy {numpy.__version__}, pandas {pandas.__version__}; load average at the end {load} (the
+cores are shared: the CPU time is the steadier figure).
 
 Data: {args.interactions:,} interactions, {args.users:,} users (uniform), {args.items:,} items
 (Zipf popularity, exponent 1), integer raw ids, uniform timestamps over a year. Timed:
