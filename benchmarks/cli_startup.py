@@ -39,6 +39,23 @@ def one_run(tree: Path, args: list[str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+HEAVY = ("torch", "matplotlib", "pandas", "numpy")
+
+
+def import_profile(tree: Path) -> str:
+    """What ``python -X importtime -m seqrec --help`` imports in ``tree``: the heavy packages
+    loaded and the slowest top-level import (cumulative microseconds)."""
+    err = subprocess.run([sys.executable, "-X", "importtime", "-m", "seqrec", "--help"],
+                         cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)},
+                         capture_output=True, text=True, check=True).stderr
+    rows = [line.split("|") for line in err.splitlines() if line.startswith("import time:")]
+    cumulative = {name.strip(): int(us) for _, us, name in rows[1:] if us.strip().isdigit()}
+    heavy = [name for name in HEAVY if name in cumulative]
+    top = max((n for n in cumulative if not n.startswith(" ")), key=cumulative.get)
+    return (f"imports {', '.join(heavy) or 'none of ' + '/'.join(HEAVY)}; slowest top-level "
+            f"import `{top}` {cumulative[top] / 1e6:.2f} s cumulative")
+
+
 def git_commit(tree: Path) -> str:
     return subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
                           capture_output=True, text=True).stdout.strip() or "?"
@@ -63,6 +80,7 @@ def main() -> None:
             wall = statistics.median(w for w, _ in values)
             cpu = statistics.median(c for _, c in values)
             rows.append(f"| `{name}` | {tree} | {wall:.3f} | {cpu:.3f} | {cpu / base:.1f}x |")
+    profiles = [f"- {tree}: {import_profile(path)}" for tree, path in trees.items()]
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     text = "\n".join([
         "### Command-line start-up", "",
@@ -72,7 +90,7 @@ def main() -> None:
         f"{cpu_model()}; Python {sys.version.split()[0]}; load average at the end {load}; "
         f"median of {args.runs} fresh interpreters per row, alternating trees", "",
         "| command | tree | wall s | CPU s | CPU vs this tree |", "|---|---|---|---|---|",
-        *rows, ""])
+        *rows, "", "`python -X importtime -m seqrec --help` (one run each):", "", *profiles, ""])
     print(text)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "cli_startup.md").write_text(text)
