@@ -6,6 +6,12 @@ the history dropped, every catalogue item ranked with seen items filtered, K = 1
 
     python benchmarks/loo.py --dataset beauty --models popular,sasrec,sasrec_ss,gsasrec,bert4rec,esasrec
 
+Any file :func:`seqrec.load_dataset` reads runs the same way, e.g. an S3-Rec-format data set:
+
+    python benchmarks/loo.py --data path/to/Sports.txt --format s3rec --models esasrec
+
+(the table and file names then carry ``--name``, default the file's stem in lower case).
+
 Prints a Markdown table and writes it (and a CSV) under benchmarks/results/.
 """
 
@@ -19,6 +25,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pandas as pd
@@ -28,6 +35,8 @@ from _common import cpu_model  # noqa: E402  (benchmarks/ helper)
 import seqrec
 from seqrec.config import parse_set
 from seqrec.data import leave_one_out, load_movielens, load_recbole, load_s3rec, load_sasrec
+from seqrec.data.loaders import DatasetFormat, load_dataset
+from seqrec.data.sequences import Dataset
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS = {
@@ -57,8 +66,15 @@ def machine(jobs: int = 1) -> str:
     return f"{threads}, {len(__import__('os').sched_getaffinity(0))} cores, {cpu}, {platform.system()}"
 
 
+def load(args: argparse.Namespace) -> Dataset:
+    """The data set the command line names: ``--data FILE --format FMT`` or ``--dataset NAME``."""
+    if args.data is not None:
+        return load_dataset(args.data, args.format)
+    return DATASETS[args.dataset]()
+
+
 def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace) -> dict:
-    dataset = DATASETS[dataset_name]()
+    dataset = load(args)
     split = leave_one_out(dataset, filter_already_seen=True)
     if model_name == "popular":
         model = seqrec.build_model("popular")
@@ -119,7 +135,15 @@ def table(rows: pd.DataFrame, dataset: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=sorted(DATASETS), default="beauty")
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="beauty",
+                        help="a data set wired to ../shared/data (ignored with --data)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="a data file (or RecBole directory) to read instead of --dataset")
+    parser.add_argument("--format", choices=get_args(DatasetFormat), default="s3rec",
+                        help="format of --data (see seqrec.load_dataset); default s3rec")
+    parser.add_argument("--name", default=None,
+                        help="name of --data in the table and file names (default: its stem, "
+                             "lower case; 'beauty' adds the paper's figures)")
     parser.add_argument("--models", default="popular,sasrec,sasrec_ss,gsasrec,bert4rec,esasrec")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
     parser.add_argument("--dim", type=int, default=64)
@@ -136,7 +160,11 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="suffix of the result file names")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
-    if args.dataset != "movielens" and not SHARED.exists():
+    if args.data is not None:
+        if not args.data.exists():
+            parser.error(f"--data {args.data}: no such file or directory")
+        args.dataset = args.name or args.data.stem.lower()
+    elif args.dataset != "movielens" and not SHARED.exists():
         sys.exit(f"shared data not found at {SHARED}: this benchmark needs ../shared/data")
     torch.set_num_threads(args.threads)
     if args.progress:  # per-epoch loss, time and validation NDCG@10 from seqrec.train's log

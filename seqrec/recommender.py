@@ -80,6 +80,7 @@ class SequentialRecommender:
         self.fit_result: FitResult | None = None
         self.metadata: dict[str, Any] | None = None
         self._unit_embeddings: Tensor | None = None
+        self._columns_cache: tuple[tuple[Any, ...], Tensor] | None = None
         self.ann_index: ItemIndex | None = None
 
     # ---- state -------------------------------------------------------------------------------
@@ -184,10 +185,8 @@ class SequentialRecommender:
                                   times=times).float()
 
     def score_items(self, hidden: Tensor, start: int = 0, stop: int | None = None) -> Tensor:
-        """Scores of items ``start .. stop - 1`` (default: the whole catalogue).
-
-        Args:
-            hidden: ``(n, dim)`` from :meth:`encode_histories`.
+        """Scores of items ``start .. stop - 1`` (default: the whole catalogue) for ``hidden``
+        ``(n, dim)`` from :meth:`encode_histories`.
 
         Returns:
             ``(n, stop - start)`` float32 on CPU; PAD (item 0) at ``-inf``.
@@ -196,10 +195,24 @@ class SequentialRecommender:
         table = self.parts.encoder.candidate_embeddings()
         stop = table.shape[0] if stop is None else stop
         with torch.no_grad():
-            scores = (hidden @ table[start:stop].float().T).cpu()  # (n, stop - start)
+            scores = (hidden @ self._columns(table, start, stop)).cpu()  # (n, stop - start)
         if start == 0:
             scores[:, 0] = float("-inf")
         return scores
+
+    def _columns(self, table: Tensor, start: int, stop: int) -> Tensor:
+        """``(dim, stop - start)`` float32 rows ``start .. stop - 1`` of ``table`` transposed and
+        contiguous: on CPU a matmul against it runs up to 2x faster than against a transposed
+        view, same bits (benchmarks/recommend_profile.py). The last one (up to 64 MiB) is kept
+        for the tiles of a ranking call, keyed by the table's storage and version counter, which
+        every in-place update of the weights (optimizer step, ``load_state_dict``) advances."""
+        columns = table[start:stop].detach().float().T
+        if table.is_inference() or columns.numel() > 2**24:  # no version counter / too large
+            return columns
+        key = (start, stop, table.device, table.data_ptr(), table._version)
+        if self._columns_cache is None or self._columns_cache[0] != key:
+            self._columns_cache = (key, columns.contiguous())
+        return self._columns_cache[1]
 
     def score_candidates(self, hidden: Tensor, items: Tensor) -> Tensor:
         """``(n, n_candidates)`` float32 CPU scores of ``items (n, n_candidates)`` int64 for

@@ -10,9 +10,10 @@ from conftest import csr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from seqrec import rank
 from seqrec.errors import ScoringError
 from seqrec.filters import Filters, ItemSets, apply_filters, item_mask
-from seqrec.rank import merge_top_k, rank_rows, tie_keys, top_k
+from seqrec.rank import GROUP, merge_top_k, rank_rows, tie_keys, top_k
 
 INF = float("inf")
 
@@ -83,6 +84,49 @@ def test_nan_or_positive_infinite_scores_are_refused(bad):
         top_k(scores, 2)
 
 
+def _sorted_reference(scores: torch.Tensor, k: int, start: int = 0) -> list[list[int]]:
+    """Each row's eligible items by score, then tie key (numpy lexsort), cut at ``k``."""
+    items = np.arange(start, start + scores.shape[1])
+    keys = tie_keys(torch.from_numpy(items)).numpy()
+    out = []
+    for row in scores.numpy():
+        order = np.lexsort((keys, -row))
+        out.append([int(items[j]) for j in order if row[j] > -INF and items[j] != 0][:k])
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(["three levels", "one decimal", "mostly masked"]), st.integers(1, 20),
+       st.integers(0, GROUP - 1), st.sampled_from([0, 1, 777]), st.integers(0, 10_000))
+def test_top_k_on_wide_rows_takes_two_stages_and_equals_a_sorted_reference(kind, k, tail, start,
+                                                                          seed):
+    rng = np.random.default_rng(seed)
+    width = 4 * (k + 1) * GROUP + tail  # wide enough for the grouped first stage
+    if kind == "three levels":  # a tie straddles the cut in nearly every row
+        values = rng.integers(0, 3, (5, width)).astype(np.float32)
+    else:
+        values = np.round(rng.normal(size=(5, width)), 1).astype(np.float32)
+    if kind == "mostly masked":  # some rows hold fewer than k eligible items
+        values[rng.random((5, width)) < 0.998] = -INF
+    if start == 0:
+        values[:, 0] = -INF  # PAD, as the masks leave it
+    scores = torch.from_numpy(values)
+    best = top_k(scores.clone(), k, start)
+    for row, expected in enumerate(_sorted_reference(scores, k, start)):
+        got = best.items[row].tolist()
+        assert got[: len(expected)] == expected
+        assert all(i == 0 for i in got[len(expected):])
+
+
+@pytest.mark.parametrize("bad", [float("nan"), INF])
+@pytest.mark.parametrize("column", [5, 4 * 11 * GROUP + 3])  # in a group / in the ragged tail
+def test_nan_or_positive_infinite_scores_are_refused_on_wide_rows(bad, column):
+    scores = torch.zeros(3, 4 * 11 * GROUP + 7)
+    scores[2, column] = bad
+    with pytest.raises(ScoringError, match=r"rows \[2\]"):
+        top_k(scores, 10)
+
+
 class _Scorer:
     """Rows score items by ``item × (1 + row)``: every row prefers high indices."""
 
@@ -141,3 +185,30 @@ def test_merging_two_lists_equals_one_top_k_over_both():
     both = top_k(scores, 3)
     merged = merge_top_k(top_k(scores[:, :4], 3), top_k(scores[:, 4:], 3, start=4), 3)
     assert merged.items.tolist() == both.items.tolist()
+
+
+def test_ranking_in_small_tiles_equals_one_pass_ties_and_filters_included(monkeypatch):
+    rng = np.random.default_rng(0)
+    n_rows, n_items = 100, 3000
+    table = torch.from_numpy(rng.integers(0, 4, (n_rows, n_items + 1)).astype(np.float32))
+
+    class Table:
+        def encode(self, rows):
+            return torch.from_numpy(rows)
+
+        def score(self, query, start, stop):
+            scores = table[query, start:stop].clone()
+            if start == 0:
+                scores[:, 0] = -INF
+            return scores
+
+    seen = ItemSets.from_lists([list(rng.integers(1, n_items + 1, 30)) for _ in range(n_rows)])
+    filters = Filters(seen=seen, exclude=item_mask(n_items, [7, n_items]))
+    lengths = rng.integers(1, 50, n_rows)
+    whole = rank_rows(Table(), n_rows, n_items, 10, filters, lengths=lengths, batch_size=n_rows,
+                      chunk=n_items + 1)
+    monkeypatch.setattr(rank, "TILE_BYTES", 1)  # tiles of 32 rows by 1,024 items
+    assert rank.tile_shape(n_items, 64) == (32, 1024)
+    tiled = rank_rows(Table(), n_rows, n_items, 10, filters, lengths=lengths, batch_size=64)
+    assert tiled.items.tolist() == whole.items.tolist()
+    assert torch.equal(tiled.scores, whole.scores)

@@ -283,3 +283,23 @@ def test_nan_scores_are_an_error_never_output(fitted):
         (len(hidden), (stop or fitted.n_items + 1) - start), float("nan")))
     with pytest.raises(ScoringError, match="NaN"):
         model.recommend_for_histories([[1, 2]], k=3)
+
+
+def test_scores_follow_the_weights_after_an_in_place_update_or_a_state_load(fitted):
+    """score_items keeps a transposed copy of the item table for the tiles of a ranking call;
+    any in-place change of the weights must show in the next scores."""
+    if not isinstance(fitted, SequentialRecommender):
+        pytest.skip("the popular baseline has no item table")
+    h = fitted.histories
+    hidden = fitted.encode_histories(h.items, h.offsets, np.arange(8))
+    before = fitted.score_items(hidden)
+    weight = fitted.parts.encoder.item_embedding.weight
+    state = {name: t.clone() for name, t in fitted.parts.encoder.state_dict().items()}
+    try:
+        with torch.no_grad():
+            weight.mul_(2.0)  # exact in float32: every score doubles
+        assert torch.equal(fitted.score_items(hidden)[:, 1:], 2 * before[:, 1:])
+        fitted.parts.encoder.load_state_dict(state)
+        assert torch.equal(fitted.score_items(hidden), before)
+    finally:
+        fitted.parts.encoder.load_state_dict(state)
