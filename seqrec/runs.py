@@ -137,8 +137,7 @@ def _prepare(out: Path, stage: Path, resume: bool, config: Config | None,
     """Make ``stage`` ready: fresh for a new run, holding the checkpoint for a resumed one."""
     if not resume:
         if stage.exists():
-            warnings.warn(f"removing {stage}, left by an interrupted run (resume=True / "
-                          "--resume continues one)", stacklevel=3)
+            warnings.warn(f"removing {stage}, left by an interrupted run", stacklevel=3)
             shutil.rmtree(stage)
         stage.mkdir(parents=True)
     elif not (stage / "checkpoint" / "state.json").is_file() and not (stage / "model").is_dir():
@@ -198,8 +197,9 @@ def check_out(out: str | Path, *, force: bool = False, resume: bool = False) -> 
 
     Raises:
         ValueError: both ``force`` and ``resume``.
-        OutputExistsError: ``out`` is a file, or a non-empty directory without ``force`` or
-            ``resume``.
+        OutputExistsError: ``out`` is a file, or a non-empty directory, or an interrupted run
+            left a checkpoint or a finished model beside it (``.<out>.partial/``), without
+            ``force`` (replace / discard) or ``resume`` (continue).
     """
     out = Path(out)
     if force and resume:
@@ -211,6 +211,11 @@ def check_out(out: str | Path, *, force: bool = False, resume: bool = False) -> 
     if out.is_dir() and any(out.iterdir()) and not (force or resume):
         raise OutputExistsError(f"{out}: directory exists and is not empty (force replaces it, "
                                 "resume continues its training)")
+    stage = staging_path(out)
+    if not (force or resume) and ((stage / "checkpoint" / "state.json").is_file()
+                                  or (stage / "model" / "manifest.json").is_file()):
+        raise OutputExistsError(f"{out}: an interrupted run left its checkpoint in {stage} "
+                                "(resume continues it, force discards it)")
     return out
 
 

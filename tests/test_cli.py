@@ -225,8 +225,11 @@ def test_a_failed_run_leaves_the_out_directory_untouched(log: Path, tmp_path: Pa
     fresh = tmp_path / "fresh"
     one_line_error(run("train", "--data", log, *TINY, "--out", fresh, "--quiet"), "disk full")
     assert not fresh.exists()
-    # the interrupted run kept its checkpoint beside --out: --resume finishes it
+    # the interrupted run kept its checkpoint beside --out: a plain rerun refuses to discard it
     monkeypatch.undo()
+    one_line_error(run("train", "--data", log, *TINY, "--out", fresh, "--quiet"), "--resume")
+    assert (tmp_path / ".fresh.partial" / "checkpoint" / "state.json").is_file()
+    # ... and --resume finishes it
     ok("train", "--data", log, "--resume", "--set", "epochs=3", "--out", fresh, "--quiet")
     state = json.loads((fresh / "checkpoint" / "state.json").read_text())["state"]
     assert state["epoch"] == 3 and (fresh / "model.json").exists()
@@ -257,6 +260,11 @@ def test_bad_inputs_fail_with_one_line(log: Path, model_dir: Path, tmp_path: Pat
         (["train", "--data", log], "--out"),
         (["train", "--data", log, "--resume", "--out", out], "--resume"),
         (["train", "--data", log, "--split", "time", "--test-days", "1e9", "--out", out], "cutoff"),
+        (["train", "--data", log, "--split", "time", "--test-days", "-3", "--out", out],
+         "--test-days -3: expected a number of days > 0"),
+        (["train", "--data", log, "--split", "time", "--test-fraction", "1.5", "--out", out],
+         "--test-fraction 1.5"),
+        (["recommend", "--model", model_dir, "--history", "9999"], "(see --on-unknown-user)"),
         (["recommend", "--model", model_dir, "--users", "1,12345"], "12345"),
         (["recommend", "--model", model_dir, "--users", "abc"], "unknown user id: 'abc'"),
         (["recommend", "--model", model_dir], "--users"),

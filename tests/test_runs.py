@@ -57,6 +57,20 @@ def test_a_non_empty_out_is_refused_unless_forced(data, tmp_path):
     assert not (out / "notes.txt").exists() and load_model(out).metadata["kind"] == "popular"
 
 
+def test_an_interrupted_runs_checkpoint_is_kept_unless_forced(data, tmp_path):
+    dataset, split = data
+    out = tmp_path / "out"
+    checkpoint = staging_path(out) / "checkpoint" / "state.json"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_text("{}")  # what a run killed after its first epoch leaves
+    with pytest.raises(OutputExistsError, match="interrupted run"):
+        train_and_save(out, dataset, None, split=split)
+    assert checkpoint.read_text() == "{}" and not out.exists()
+    with pytest.warns(UserWarning, match="interrupted run"):
+        train_and_save(out, dataset, None, split=split, force=True)
+    assert not staging_path(out).exists() and load_model(out).metadata["kind"] == "popular"
+
+
 @pytest.fixture()
 def finished_run(data, tmp_path):
     dataset, split = data

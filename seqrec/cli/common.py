@@ -158,6 +158,10 @@ def check_split_options(split: str, test_days: float | None, test_fraction: floa
         raise CliError("--test-days / --test-fraction: only with --split time")
     if test_days is not None and test_fraction is not None:
         raise CliError("--test-days and --test-fraction: give one of them")
+    if test_days is not None and not test_days > 0:
+        raise CliError(f"--test-days {test_days:g}: expected a number of days > 0")
+    if test_fraction is not None and not 0 < test_fraction < 1:
+        raise CliError(f"--test-fraction {test_fraction:g}: expected a fraction between 0 and 1")
 
 
 def make_split(dataset: Any, split: Any, test_days: float | None, test_fraction: float | None,

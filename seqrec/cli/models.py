@@ -163,7 +163,8 @@ def recommend(
             key, asked = "history", len(histories)
     except UnknownIdError as error:
         option = "--users" if user_ids is not None else "--history"
-        raise CliError(f"{option}: {message(error)} (see --on-unknown-user)") from None
+        text = message(error).replace(" (see on_unknown_user)", "")
+        raise CliError(f"{option}: {text} (see --on-unknown-user)") from None
     short = asked - int((frame.groupby(key).size() >= k).sum())
     if short:
         warnings.warn(f"{plural(short, 'list')} shorter than k={k}: fewer eligible items (seen "
@@ -293,8 +294,8 @@ def serve(
     try:
         check_port(host, port)
     except OSError as error:
-        raise CliError(f"--port {port}: cannot listen on {host}:{port} ({error.strerror or error})"
-                       ) from None
+        raise CliError(f"--host {host} --port {port}: cannot listen there "
+                       f"({error.strerror or error})") from None
     run_server(model_dir, host=host, port=port, torch_threads=threads,
                unknown_user="popular" if popular_fallback else "error",
                value_calibrator=value_calibrator)

@@ -107,9 +107,10 @@ def quickstart(
     if quiet:
         typer.echo(f"{out}")
         return
+    out_console.print("MovieLens test users: each user's last movie held out (leave-one-out), "
+                      "every movie ranked, seen movies filtered")
     out_console.print(metrics_table({k: {n: v[n] for n in names} for k, v in metrics.items()},
-                                    list(names), title="MovieLens test users (leave-one-out, "
-                                    "full ranking, seen items filtered)"))
+                                    list(names)))
     fit_result = result.fit_result
     assert fit_result is not None
     out_console.print(f"eSASRec best epoch {fit_result.best_epoch} of {len(fit_result.history)}; "
@@ -154,7 +155,7 @@ def train(
     data: DataOpt = None,
     fmt_: FormatOpt = None,
     preset_name: Annotated[str | None, typer.Option("--preset", help=(
-        "popular or a model preset: esasrec, sasrec, sasrec_ss, gsasrec, bert4rec "
+        "popular or a model preset: esasrec, sasrec, sasrec_ss, gsasrec, bert4rec, hstu, fuxi_alpha "
         "[default: esasrec, with early stopping after 30 epochs without a better validation "
         "NDCG@10, as the eSASRec paper's recipe]."))] = None,
     config_file: Annotated[Path | None, typer.Option(
@@ -204,7 +205,7 @@ def train(
     """
     from seqrec.config import Runtime
     from seqrec.errors import ResumeError
-    from seqrec.runs import resume_config, train_and_save
+    from seqrec.runs import resume_config, staging_path, train_and_save
 
     split = value(split)
     is_popular = (preset_name or "esasrec") == "popular"
@@ -216,6 +217,11 @@ def train(
         raise CliError("--resume and --force: give one of them")
     if not resume:
         check_out_dir(out, force, hint=" or --resume to continue its training")
+        stage = staging_path(out)
+        if not force and ((stage / "checkpoint" / "state.json").is_file()
+                          or (stage / "model" / "manifest.json").is_file()):
+            raise CliError(f"--out {out}: an interrupted run left its checkpoint in {stage}; "
+                           "pass --resume to continue it or --force to discard it")
     check_data_options(data, fmt_, user_col, item_col, timestamp_col)
     check_split_options(split, test_days, test_fraction)
     if is_popular and (compile_ or any(v is not None for v in (accelerator, devices, num_nodes,
