@@ -166,7 +166,7 @@ def run_library(library: str, args: argparse.Namespace, data_path: Path, tmp: Pa
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads),
            "MKL_NUM_THREADS": str(args.threads), "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
     started, load = datetime.datetime.now().astimezone(), os.getloadavg()
-    busy = busiest_processes()
+    busy, code = busiest_processes(), commit()  # the code the run starts with
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode:
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-8000:])
@@ -184,7 +184,7 @@ def run_library(library: str, args: argparse.Namespace, data_path: Path, tmp: Pa
         final = metrics_at_10(np.load(Path(spec["out"]).with_suffix(".top10.npy")), data["test_target"])
         result["points"][-1].update({f"test_{k}": v for k, v in final.items()})
     result.update(cap_cpu_seconds=cap, started=f"{started:%Y-%m-%d %H:%M %Z}", load_before=load[0],
-                  load_after=os.getloadavg()[0], busy=busy, commit=commit(), seed=args.seed,
+                  load_after=os.getloadavg()[0], busy=busy, commit=code, seed=args.seed,
                   eval_users=int(len(data["val_user"])), test_users=int(len(data["test_user"])))
     return result
 
@@ -228,7 +228,7 @@ def report(curves: dict[str, dict], command: str) -> str:
             else:
                 cpu[name] = hit["train_cpu_seconds"]
                 cells.append(f"{hit['train_cpu_seconds']:,.0f} ({hit['train_wall_seconds']:,.0f}, "
-                             f"{hit['epoch']:.2f})")
+                             f"{hit['epoch']:.4g})")
         ratio = (f"{cpu['rectools'] / cpu['seqrec']:.1f}x" if len(cpu) == 2 else "–")
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {ratio} |")
     runs = []
@@ -237,17 +237,17 @@ def report(curves: dict[str, dict], command: str) -> str:
         last, best = c["points"][-1], max(c["points"], key=lambda p: p["val_ndcg@10"])
         runs.append(
             f"| {name} {c['version']} | {c['started']} | {c['commit']} | {c['load_before']:.2f} → "
-            f"{c['load_after']:.2f} | {c['busy']} | {len(c['points'])} | {last['epoch']:.2f} | "
+            f"{c['load_after']:.2f} | {c['busy']} | {len(c['points'])} | {last['epoch']:.4g} | "
             f"{last['train_cpu_seconds']:,.0f} ({last['train_wall_seconds']:,.0f}) | "
-            f"{best['val_ndcg@10']:.4f} (epoch {best['epoch']:.2f}) | "
+            f"{best['val_ndcg@10']:.4f} (epoch {best['epoch']:.4g}) | "
             f"{c.get('stopped', 'CPU cap (a new step starts only below it)')} |")
     seqrec_note = "" if seqrec is None else f" {paper_note}."
     return f"""# Time to quality on Amazon Beauty: seqrec vs RecTools
 
 Command: `{command}` (repository root, seqrec's venv; each library's curve may come from its own
 invocation: see the runs table). Machine: {os.cpu_count()} CPUs, {cpu_model()}, Python
-{platform.python_version()}; {curves[names[0]]['threads']} torch thread(s) per library, one
-process at a time.
+{platform.python_version()}; {curves[names[0]]['threads']} torch thread(s) per library; what ran
+beside each run is in the runs table.
 
 Recipe on both sides: `vs_rectools.py`'s `esasrec64` (dim 64, 1 LiGR layer ×4, 1 head, dropout
 0.2, max_seq_len 50, 256 sampled-softmax negatives, batch 128, Adam lr 1e-3; seqrec = its
@@ -326,11 +326,13 @@ def main() -> None:
         print(f"skipped: {args.data} not found (Amazon Beauty in the S3-Rec format)")
         return
     command = "python benchmarks/time_to_quality.py " + " ".join(map(shlex.quote, sys.argv[1:]))
+    libraries = [name for name in args.libraries.split(",") if name]  # none: rebuild the report
     with tempfile.TemporaryDirectory(prefix="time_to_quality_") as tmp_name:
         tmp = Path(tmp_name)
         data_path = tmp / "beauty_loo.npz"
-        prepare(args.data, data_path)
-        for library in args.libraries.split(","):
+        if libraries:
+            prepare(args.data, data_path)
+        for library in libraries:
             start = time.perf_counter()
             curve = run_library(library, args, data_path, tmp)
             curve["command"] = command.strip()
