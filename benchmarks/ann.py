@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=2_000)
     parser.add_argument("--n-probe", type=int, nargs="+", default=[8, 16, 32, 64])
     parser.add_argument("--hnsw", action="store_true", help="also build HNSW32 (slow to build)")
-    parser.add_argument("--out", default="benchmarks/results/ann.md", help="'-': stdout only")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "ann.md"), help="'-': stdout only")
     args = parser.parse_args()
     import faiss
 

@@ -55,7 +55,7 @@ def median_ms(run, repeats: int) -> tuple[float, float]:  # noqa: ANN001
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="benchmarks/results/onnx.md", help="'-': stdout only")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "onnx.md"), help="'-': stdout only")
     args = parser.parse_args()
     torch.set_num_threads(1)
     load_before, others = os.getloadavg(), busiest_processes()
