@@ -163,12 +163,13 @@ def _check_options(model: Any, on_unknown_user: str, retrieval: str) -> None:
 
 def to_frame(catalogue: IdIndex, best: TopK, keys: np.ndarray, key_name: str,
            item_name: str = "item_id") -> pd.DataFrame:
-    """Long DataFrame ``(key, item, score, rank)`` without the empty (PAD) slots."""
+    """Long DataFrame ``(key, item, score, rank)`` without the empty (PAD) slots; keys given as
+    Python objects get their own dtype back (int64 for integer ids)."""
     n_rows, width = best.items.shape
     flat_items = best.items.reshape(-1).numpy()
     keep = flat_items != PAD
     return pd.DataFrame({
-        key_name: np.repeat(keys, width)[keep],
+        key_name: pd.Series(np.repeat(keys, width)[keep]).infer_objects(),
         item_name: catalogue.to_external(flat_items[keep]),
         "score": best.scores.reshape(-1).numpy()[keep],
         "rank": np.tile(np.arange(1, width + 1), n_rows)[keep],
