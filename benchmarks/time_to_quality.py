@@ -56,6 +56,7 @@ from vs_rectools import (  # noqa: E402  (benchmarks/ helper)
     ensure_rectools,
     metrics_at_10,
     prepare,
+    seqrec_setup,
     venv_python,
 )
 
@@ -73,22 +74,10 @@ class _Stop(Exception):
 def seqrec_child(spec_path: str) -> None:
     """Train seqrec epoch by epoch, writing validation (and test) top-10 lists at curve points."""
     spec = json.loads(Path(spec_path).read_text())
+    import pandas as pd
     import torch
 
-    torch.set_num_threads(spec["threads"])
-    import pandas as pd
-
-    from seqrec import SequentialRecommender
-    from seqrec.config import preset
-    from seqrec.data import build_dataset
-
-    data = np.load(spec["data"])
-    dataset = build_dataset(pd.DataFrame({"user_id": data["train_user"], "item_id": data["train_item"],
-                                          "timestamp": data["train_time"]}))
-    settings = {k: spec[k] for k in ("dim", "n_layers", "n_heads", "dropout", "max_seq_len",
-                                     "n_negatives", "batch_size", "lr", "ff_multiplier")}
-    model = SequentialRecommender(preset(spec["preset"], **settings, epochs=spec["epochs"],
-                                         patience=0, seed=spec["seed"]))
+    dataset, model, data = seqrec_setup(spec)
     val_users, test_users = data["val_user"], data["test_user"]
     bounds = np.flatnonzero(np.diff(data["hist_user"])) + 1
     test_histories = np.split(data["hist_item"], bounds)

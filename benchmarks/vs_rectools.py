@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -152,14 +153,14 @@ def metrics_at_10(top: np.ndarray, targets: np.ndarray) -> dict[str, float]:
 
 
 # ---- seqrec child --------------------------------------------------------------------------------
-def seqrec_child(spec_path: str) -> None:
-    spec = json.loads(Path(spec_path).read_text())
+def seqrec_setup(spec: dict) -> tuple[Any, Any, Any]:
+    """``(dataset, model, data)`` of a seqrec child: torch threads set, the train rows of the
+    ``.npz`` split as a dataset, an unfitted model with the spec's recipe (no early stopping)."""
     import torch
 
     torch.set_num_threads(spec["threads"])
     import pandas as pd
 
-    import seqrec
     from seqrec import SequentialRecommender
     from seqrec.config import preset
     from seqrec.data import build_dataset
@@ -167,12 +168,20 @@ def seqrec_child(spec_path: str) -> None:
     data = np.load(spec["data"])
     dataset = build_dataset(pd.DataFrame({"user_id": data["train_user"], "item_id": data["train_item"],
                                           "timestamp": data["train_time"]}))
-    config = preset(spec["preset"], dim=spec["dim"], n_layers=spec["n_layers"],
-                    n_heads=spec["n_heads"], dropout=spec["dropout"],
-                    max_seq_len=spec["max_seq_len"], n_negatives=spec["n_negatives"],
-                    batch_size=spec["batch_size"], lr=spec["lr"], epochs=spec["epochs"],
-                    patience=0, seed=spec["seed"], ff_multiplier=spec["ff_multiplier"])
-    model = SequentialRecommender(config)
+    settings = {k: spec[k] for k in ("dim", "n_layers", "n_heads", "dropout", "max_seq_len",
+                                     "n_negatives", "batch_size", "lr", "ff_multiplier")}
+    model = SequentialRecommender(preset(spec["preset"], **settings, epochs=spec["epochs"],
+                                         patience=0, seed=spec["seed"]))
+    return dataset, model, data
+
+
+def seqrec_child(spec_path: str) -> None:
+    spec = json.loads(Path(spec_path).read_text())
+    import torch
+
+    import seqrec
+
+    dataset, model, data = seqrec_setup(spec)
     start, cpu = time.perf_counter(), time.process_time()
     epoch_ends = [cpu]  # process CPU at the start of fit, then at the end of every epoch
     result = model.fit(dataset, on_epoch=lambda record: epoch_ends.append(time.process_time()))

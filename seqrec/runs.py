@@ -211,12 +211,20 @@ def check_out(out: str | Path, *, force: bool = False, resume: bool = False) -> 
     if out.is_dir() and any(out.iterdir()) and not (force or resume):
         raise OutputExistsError(f"{out}: directory exists and is not empty (force replaces it, "
                                 "resume continues its training)")
-    stage = staging_path(out)
-    if not (force or resume) and ((stage / "checkpoint" / "state.json").is_file()
-                                  or (stage / "model" / "manifest.json").is_file()):
+    stage = interrupted_run(out)
+    if stage is not None and not (force or resume):
         raise OutputExistsError(f"{out}: an interrupted run left its checkpoint in {stage} "
                                 "(resume continues it, force discards it)")
     return out
+
+
+def interrupted_run(out: str | Path) -> Path | None:
+    """The staging directory of a run writing ``out`` that was killed with something to resume
+    (a finished epoch's checkpoint, or a finished model not yet published), else None."""
+    stage = staging_path(out)
+    resumable = ((stage / "checkpoint" / "state.json").is_file()
+                 or (stage / "model" / "manifest.json").is_file())
+    return stage if resumable else None
 
 
 def train_and_save(out: str | Path, dataset: Dataset, config: Config | None = None, *,

@@ -154,6 +154,22 @@ def test_rank_rows_scores_in_length_blocks_ranks_fallback_rows_by_popularity_in_
     assert best.items.tolist() == [[4, 3], [1, 2], [4, 3], [4, 3]]
 
 
+class TableScorer:
+    """A :class:`~seqrec.rank.RowScorer` over a fixed ``(n_rows, n_items + 1)`` score table."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def encode(self, rows):
+        return torch.from_numpy(rows)
+
+    def score(self, query, start, stop):
+        scores = self.table[query, start:stop].clone()
+        if start == 0:
+            scores[:, 0] = -INF
+        return scores
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.integers(1, 40), st.integers(1, 5), st.integers(1, 45), st.integers(1, 17),
        st.integers(0, 10_000))
@@ -162,20 +178,10 @@ def test_chunked_ranking_equals_one_pass_ties_and_filters_included(n_items, n_ro
     rng = np.random.default_rng(seed)
     table = torch.from_numpy(rng.integers(0, 3, (n_rows, n_items + 1)).astype(np.float32))
 
-    class Table:
-        def encode(self, rows):
-            return torch.from_numpy(rows)
-
-        def score(self, query, start, stop):
-            scores = table[query, start:stop].clone()
-            if start == 0:
-                scores[:, 0] = -INF
-            return scores
-
     seen = ItemSets.from_lists([list(rng.integers(1, n_items + 1, 3)) for _ in range(n_rows)])
     filters = Filters(seen=seen, exclude=item_mask(n_items, [n_items]))
-    whole = rank_rows(Table(), n_rows, n_items, k, filters, chunk=n_items + 1)
-    chunked = rank_rows(Table(), n_rows, n_items, k, filters, chunk=chunk)
+    whole = rank_rows(TableScorer(table), n_rows, n_items, k, filters, chunk=n_items + 1)
+    chunked = rank_rows(TableScorer(table), n_rows, n_items, k, filters, chunk=chunk)
     assert chunked.items.tolist() == whole.items.tolist()
     assert torch.equal(chunked.scores, whole.scores)
 
@@ -192,23 +198,13 @@ def test_ranking_in_small_tiles_equals_one_pass_ties_and_filters_included(monkey
     n_rows, n_items = 100, 3000
     table = torch.from_numpy(rng.integers(0, 4, (n_rows, n_items + 1)).astype(np.float32))
 
-    class Table:
-        def encode(self, rows):
-            return torch.from_numpy(rows)
-
-        def score(self, query, start, stop):
-            scores = table[query, start:stop].clone()
-            if start == 0:
-                scores[:, 0] = -INF
-            return scores
-
     seen = ItemSets.from_lists([list(rng.integers(1, n_items + 1, 30)) for _ in range(n_rows)])
     filters = Filters(seen=seen, exclude=item_mask(n_items, [7, n_items]))
     lengths = rng.integers(1, 50, n_rows)
-    whole = rank_rows(Table(), n_rows, n_items, 10, filters, lengths=lengths, batch_size=n_rows,
+    whole = rank_rows(TableScorer(table), n_rows, n_items, 10, filters, lengths=lengths, batch_size=n_rows,
                       chunk=n_items + 1)
     monkeypatch.setattr(rank, "TILE_BYTES", 1)  # tiles of 32 rows by 1,024 items
     assert rank.tile_shape(n_items, 64) == (32, 1024)
-    tiled = rank_rows(Table(), n_rows, n_items, 10, filters, lengths=lengths, batch_size=64)
+    tiled = rank_rows(TableScorer(table), n_rows, n_items, 10, filters, lengths=lengths, batch_size=64)
     assert tiled.items.tolist() == whole.items.tolist()
     assert torch.equal(tiled.scores, whole.scores)

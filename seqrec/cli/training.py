@@ -205,7 +205,7 @@ def train(
     """
     from seqrec.config import Runtime
     from seqrec.errors import ResumeError
-    from seqrec.runs import resume_config, staging_path, train_and_save
+    from seqrec.runs import interrupted_run, resume_config, train_and_save
 
     split = value(split)
     is_popular = (preset_name or "esasrec") == "popular"
@@ -217,9 +217,8 @@ def train(
         raise CliError("--resume and --force: give one of them")
     if not resume:
         check_out_dir(out, force, hint=" or --resume to continue its training")
-        stage = staging_path(out)
-        if not force and ((stage / "checkpoint" / "state.json").is_file()
-                          or (stage / "model" / "manifest.json").is_file()):
+        stage = interrupted_run(out)
+        if stage is not None and not force:
             raise CliError(f"--out {out}: an interrupted run left its checkpoint in {stage}; "
                            "pass --resume to continue it or --force to discard it")
     check_data_options(data, fmt_, user_col, item_col, timestamp_col)
