@@ -15,6 +15,7 @@ from seqrec.losses import (
     SampledSoftmaxLoss,
     SoftmaxLoss,
     candidate_logits,
+    picked_logits,
     prior_logit,
 )
 from seqrec.train import TrainingModule
@@ -235,6 +236,29 @@ def test_negatives_per_target_match_a_loop_in_values_and_gradients(n_negatives, 
     expected_grads = torch.autograd.grad((expected[finite] * weights[finite]).sum(), (hidden, embeddings))
     for got, want in zip(grads, expected_grads, strict=True):
         torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("block_bytes", [4 * 11 * 2, 4 * 11 * 3, 4 << 20])  # 2 rows, 3, all
+def test_picked_logits_in_blocks_equal_the_full_matmul_and_gather(monkeypatch, block_bytes):
+    monkeypatch.setattr("seqrec.losses.PICK_BLOCK_BYTES", block_bytes)
+    generator = torch.Generator().manual_seed(3)
+    hidden = torch.randn(7, 5, generator=generator, requires_grad=True)  # 7 rows: a short block
+    embeddings = torch.randn(11, 5, generator=generator, requires_grad=True)
+    ids = torch.randint(0, 11, (7, 9), generator=generator)  # repeats within a row
+    weights = torch.randn(7, 9, generator=generator)
+    got = picked_logits(hidden, embeddings, ids)
+    want = (hidden @ embeddings.T).gather(1, ids)
+    torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+    grads = torch.autograd.grad((got * weights).sum(), (hidden, embeddings))
+    want_grads = torch.autograd.grad((want * weights).sum(), (hidden, embeddings))
+    for g, w in zip(grads, want_grads, strict=True):
+        torch.testing.assert_close(g, w, atol=1e-4, rtol=0)
+
+
+def test_picked_logits_of_no_targets_are_empty():
+    hidden = torch.zeros(0, 4, requires_grad=True)
+    logits = picked_logits(hidden, torch.randn(6, 4), torch.zeros(0, 3, dtype=torch.int64))
+    assert logits.shape == (0, 3)
 
 
 def test_negatives_of_the_wrong_shape_for_the_layout_are_refused():
