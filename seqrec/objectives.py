@@ -53,10 +53,16 @@ class Batch:
 
 
 def _last_or(query_times: np.ndarray | None, stamps: np.ndarray) -> np.ndarray:
-    """The query time of each row: given, or the time of its last event (0 when empty)."""
+    """The query time of each row: given, or one time unit after its last event (1 when empty).
+
+    Training queries each position at its target's time, which comes after the position's own
+    event; with the last event's own time as the default, every gap at inference would be one
+    unit shorter than the same gap in training. In a log whose timestamps are positions (formats
+    without times) the next event is exactly one unit later, so the default reproduces
+    training's gaps; in seconds one unit is no gap at all (gaps of 0 and 1 share bucket 0)."""
     if query_times is not None:
         return np.asarray(query_times, dtype=np.int64)
-    return stamps[:, -1] if stamps.shape[1] else np.zeros(len(stamps), dtype=np.int64)
+    return (stamps[:, -1] if stamps.shape[1] else np.zeros(len(stamps), dtype=np.int64)) + 1
 
 
 class Objective(Protocol):
@@ -83,7 +89,7 @@ class Objective(Protocol):
     def inference_times(self, timestamps: np.ndarray, offsets: np.ndarray, rows: np.ndarray,
                         width: int, query_times: np.ndarray | None = None) -> Times:
         """:class:`Times` aligned with :meth:`inference_inputs` of width ``width``; the last
-        position queries ``query_times`` (default: the history's last event time)."""
+        position queries ``query_times`` (default: one unit after the history's last event)."""
         ...
 
 

@@ -164,8 +164,9 @@ class SequentialRecommender:
         Args:
             timestamps: ``(n_interactions,)`` int64 seconds aligned with ``items``, read by
                 time-aware layers (HSTU, FuXi-α); None: every time gap counts as 0.
-            query_times: ``(len(rows),)`` int64 seconds the recommendation is for; default the
-                time of each history's last event (the HSTU reference's choice).
+            query_times: ``(len(rows),)`` int64 seconds the recommendation is for; default one
+                unit after each history's last event (the next position of a log whose
+                timestamps are positions; in seconds, no gap).
         """
         fitted_state(self)
         assert self.parts is not None
@@ -291,8 +292,8 @@ class SequentialRecommender:
         history with no known item (empty, or all unknown) is treated as an unknown user:
         ``on_unknown_user`` decides (error / popular items / skip); options as in :meth:`recommend`.
         ``timestamps`` (seconds, one per history item) feed time-aware layers (HSTU, FuXi-α);
-        without them every time gap counts as 0. The time the recommendation is for is the
-        last event's time (the HSTU reference's choice).
+        without them every time gap counts as 0. The time the recommendation is for is one
+        unit after the last event (the next position when timestamps are positions).
 
         Returns:
             DataFrame ``(history, item_id, score, rank)``; ``history`` is the position of the

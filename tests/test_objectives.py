@@ -85,3 +85,24 @@ def test_mean_targets_written_out():
     # masked item, p = 0.2, max_seq_len 10: max(0.2 * min(len, 10), 1) over rows with >= 1 item
     # = (1 + 1 + 1 + 2) / 4
     assert MaskedItem(10, mask_token=99, mask_prob=0.2).mean_targets(lengths) == pytest.approx(1.25)
+
+
+def test_next_item_inference_sees_the_time_gaps_training_saw_in_a_positional_log():
+    # a log without times: timestamps are positions 0, 1, 2, ... Training queries position i at
+    # its target's time (i + 1); the default query of inference must keep those gaps, else a
+    # time-aware layer sees every gap one unit shorter than it learned them (issue 14's FuXi-α
+    # gap on Beauty)
+    items, offsets = csr([[4, 5, 6, 7]])
+    stamps = np.array([0, 1, 2, 3], dtype=np.int64)
+    objective = NextItem(max_seq_len=3)
+    batch = objective.training_batch(items, offsets, np.array([0]), np.random.default_rng(0), stamps)
+    # the history [4, 5, 6] (times 0..2) predicts 7: training's last query is 7's time, 3
+    history, history_offsets = csr([[4, 5, 6]])
+    times = objective.inference_times(stamps[:3], history_offsets, np.array([0]), width=3)
+    assert objective.inference_inputs(history, history_offsets, np.array([0])).tolist() == [
+        batch.inputs[0].tolist()]
+    assert times.inputs.tolist() == batch.times.inputs.tolist() == [[0, 1, 2]]
+    assert times.queries.tolist() == batch.times.queries.tolist() == [[1, 2, 3]]
+    given = objective.inference_times(stamps[:3], history_offsets, np.array([0]), width=3,
+                                      query_times=np.array([9]))
+    assert given.queries.tolist() == [[1, 2, 9]]
