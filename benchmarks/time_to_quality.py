@@ -25,6 +25,12 @@ items), each in its own process with the same torch thread count, one after the 
   validation NDCG@10 has not improved for 30 epochs (flat). Nothing is extrapolated: a level
   not reached within the cap is reported as not reached.
 
+**Variants** (``--variant NAME --set KEY=VALUE ...``): seqrec's curve with config overrides, to
+measure a change of the recipe one at a time ("does it learn more per CPU-second?"). A variant's
+curve goes to ``time_to_quality_seqrec_<NAME>.json`` and never into the main table; every saved
+variant is compared in ``benchmarks/results/time_to_quality_variants.md`` (CPU seconds to fixed
+validation levels, best validation NDCG@10 and the test NDCG@10 of the same weights).
+
 Each library's curve is saved as it finishes (``benchmarks/results/time_to_quality_<library>.json``),
 so the two may run in separate commands; the table (``benchmarks/results/time_to_quality.md``) and
 the plot (``benchmarks/results/time_to_quality.png``) are built from the saved curves.
@@ -59,6 +65,8 @@ from vs_rectools import (  # noqa: E402  (benchmarks/ helper)
     seqrec_setup,
     venv_python,
 )
+
+from seqrec.config import parse_set
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -142,6 +150,7 @@ def run_library(library: str, args: argparse.Namespace, data_path: Path, tmp: Pa
     """Run one library's child; return its curve with NDCG@10 per point (computed here)."""
     cap = args.seqrec_cap if library == "seqrec" else args.rectools_cap
     spec = {**COMMON, **CONFIGS["esasrec64"], "config": "esasrec64", "seed": args.seed,
+            "overrides": parse_set(args.set) if library == "seqrec" else {},
             "epochs": 1000, "threads": args.threads, "data": str(data_path),
             "cap_cpu_seconds": cap, "out": str(tmp / f"{library}.json"),
             "curve": {"cap_cpu_seconds": cap, "eval_batches": args.rectools_eval_batches}}
@@ -267,6 +276,39 @@ Test NDCG@10 / Recall@10 at the end: """ + "; ".join(
         for n in names) + f" ({curves[names[0]]['test_users']:,} test users).\n"
 
 
+VARIANT_LEVELS = (0.02, 0.04, 0.05, 0.06)
+
+
+def variants_report(base: dict | None, variants: dict[str, dict]) -> str:
+    """Markdown table: each seqrec variant's CPU seconds to fixed validation levels."""
+    rows = ([("esasrec64 (main curve)", base)] if base is not None else []) + sorted(variants.items())
+    head = " | ".join(f"val {x:.2f}: CPU s (epoch)" for x in VARIANT_LEVELS)
+    lines = [f"| variant | overrides | {head} | best val NDCG@10 (epoch, CPU s) | test NDCG@10 there "
+             "| training CPU s per epoch | cap | commit, started, load |",
+             "|---|---|" + "---|" * len(VARIANT_LEVELS) + "---|---|---|---|---|"]
+    for name, c in rows:
+        cells = []
+        for level in VARIANT_LEVELS:
+            hit = first_reaching(c["points"], level)
+            cells.append("–" if hit is None else
+                         f"{hit['train_cpu_seconds']:,.0f} ({hit['epoch']:.4g})")
+        best = max(c["points"], key=lambda p: p["val_ndcg@10"])
+        last = c["points"][-1]
+        per_epoch = last["train_cpu_seconds"] / last["epoch"]
+        overrides = " ".join(f"{k}={v}" for k, v in c.get("overrides", {}).items()) or "–"
+        lines.append(f"| {name} | {overrides} | " + " | ".join(cells) +
+                     f" | {best['val_ndcg@10']:.4f} ({best['epoch']:.4g}, "
+                     f"{best['train_cpu_seconds']:,.0f}) | {best['test_ndcg@10']:.4f} | "
+                     f"{per_epoch:.1f} | {c['cap_cpu_seconds']:,.0f} | {c['commit']}, "
+                     f"{c['started']}, {c['load_before']:.1f} → {c['load_after']:.1f} |")
+    commands = sorted({c["command"] for _, c in rows})
+    return ("# Time to quality: seqrec recipe variants on Amazon Beauty\n\n"
+            "The main curve's recipe (`esasrec64`, see time_to_quality.md) with one change at a "
+            "time; validation NDCG@10 over all validation users against training CPU seconds "
+            "(1 torch thread, evaluation excluded); `–`: not reached within the cap.\n\n"
+            + "\n".join(lines) + "\n\nCommands: `" + "`; `".join(commands) + "`\n")
+
+
 def plot(curves: dict[str, dict], path: Path) -> None:
     import matplotlib
 
@@ -307,7 +349,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--venv", type=Path, default=REPO / ".bench-venvs" / "rectools")
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--variant", default=None,
+                        help="name of a seqrec variant (with --set): its own curve and table")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="seqrec config override of a --variant (repeatable)")
     args = parser.parse_args()
+    if args.set and not args.variant:
+        parser.error("--set changes the recipe: name the curve with --variant")
     if args.child:
         seqrec_child(args.child)
         return
@@ -316,6 +364,8 @@ def main() -> None:
         return
     command = "python benchmarks/time_to_quality.py " + " ".join(map(shlex.quote, sys.argv[1:]))
     libraries = [name for name in args.libraries.split(",") if name]  # none: rebuild the report
+    if args.variant:
+        libraries = ["seqrec"]
     with tempfile.TemporaryDirectory(prefix="time_to_quality_") as tmp_name:
         tmp = Path(tmp_name)
         data_path = tmp / "beauty_loo.npz"
@@ -325,7 +375,9 @@ def main() -> None:
             start = time.perf_counter()
             curve = run_library(library, args, data_path, tmp)
             curve["command"] = command.strip()
-            (RESULTS / f"time_to_quality_{library}.json").write_text(json.dumps(curve, indent=1))
+            curve["overrides"] = parse_set(args.set)
+            name = f"seqrec_{args.variant}" if args.variant else library
+            (RESULTS / f"time_to_quality_{name}.json").write_text(json.dumps(curve, indent=1))
             last = curve["points"][-1]
             print(f"{library}: {len(curve['points'])} points, {last['train_cpu_seconds']:.0f} "
                   f"training CPU s, best validation NDCG@10 "
@@ -334,6 +386,13 @@ def main() -> None:
     curves = {name: json.loads((RESULTS / f"time_to_quality_{name}.json").read_text())
               for name in ("seqrec", "rectools")
               if (RESULTS / f"time_to_quality_{name}.json").exists()}
+    if args.variant:
+        variants = {path.stem.removeprefix("time_to_quality_seqrec_"): json.loads(path.read_text())
+                    for path in sorted(RESULTS.glob("time_to_quality_seqrec_*.json"))}
+        text = variants_report(curves.get("seqrec"), variants)
+        (RESULTS / "time_to_quality_variants.md").write_text(text)
+        print(text)
+        return
     commands = sorted({c["command"] for c in curves.values()})
     plot(curves, RESULTS / "time_to_quality.png")
     text = report(curves, "`; `".join(commands))

@@ -170,6 +170,7 @@ def seqrec_setup(spec: dict) -> tuple[Any, Any, Any]:
                                           "timestamp": data["train_time"]}))
     settings = {k: spec[k] for k in ("dim", "n_layers", "n_heads", "dropout", "max_seq_len",
                                      "n_negatives", "batch_size", "lr", "ff_multiplier")}
+    settings.update(spec.get("overrides", {}))  # a time-to-quality variant's --set
     model = SequentialRecommender(preset(spec["preset"], **settings, epochs=spec["epochs"],
                                          patience=0, seed=spec["seed"]))
     return dataset, model, data
