@@ -44,7 +44,8 @@ DataOpt = Annotated[Path | None, typer.Option(
     "--format movielens (the embedded MovieLens ratings).")]
 FormatOpt = Annotated[Format | None, typer.Option(
     "--format",
-    help="Data format (see docs/data.md) [default: from the --data suffix: .csv, .tsv, .parquet].")]
+    help="Data format (see docs/data.md) [default: from the --data suffix: .csv, .tsv, .parquet, "
+    ".inter; a directory with a .inter file is recbole].")]
 UserColOpt = Annotated[str | None, typer.Option(
     "--user-col", help="csv/tsv/parquet: user id column [default: user_id].")]
 ItemColOpt = Annotated[str | None, typer.Option(
@@ -113,8 +114,11 @@ def check_data_options(data: Path | None, fmt: Any, user_col: str | None = None,
     """The format to read ``data`` as, after checking the options fit together."""
     fmt = value(fmt)
     if fmt is None:
-        suffixes = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
+        suffixes = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet",
+                    ".inter": "recbole"}
         fmt = suffixes.get(data.suffix.lower()) if data is not None else None
+        if data is not None and data.is_dir() and any(data.glob("*.inter")):
+            fmt = "recbole"  # a RecBole atomic-file directory
         if fmt is None:
             raise CliError(f"--format: missing (one of {', '.join(FORMATS)})")
     columns = {"--user-col": user_col, "--item-col": item_col, "--timestamp-col": timestamp_col}

@@ -149,6 +149,11 @@ def recommend(
     if value(retrieval) == "ann" and getattr(model, "ann_index", None) is None:
         raise CliError(f"--retrieval ann: {model_dir} has no ANN index (build one from Python "
                        "with seqrec.ann.build_index and save the model)")
+    if include:  # an explicit empty list allows nothing; a list of typos must not look like it
+        known = model.catalogue.to_index(include, unknown="pad") >= 0
+        if not known.any():
+            raise CliError(f"--include-items: none of the {plural(len(include), 'id')} is an item "
+                           f"of {model_dir} (first: {include[0]!r}); nothing could be recommended")
     if filter_viewed is None:  # a model trained for repeat consumption keeps seen items
         filter_viewed = not (model.metadata or {}).get("repeat", False)
     options = dict(k=k, filter_viewed=filter_viewed, include_items=include,
