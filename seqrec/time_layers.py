@@ -10,7 +10,11 @@
   (learned weights of relative position) and a temporal channel (learned weights of the bucketed
   time gap) each aggregate ``V`` separately, the three outputs concatenated and gated by ``U``;
   then a multi-stage feed-forward network: a projection back to ``dim`` with the residual, and a
-  SwiGLU stage over an RMS-normalised input with its own residual.
+  SwiGLU stage over an RMS-normalised input with its own residual. Its two attention-side norms
+  (of the block input and of the concatenated channels) are RMS norms, as in the FuXi-α
+  reference code (USTC-StarTeam/FuXi-alpha, ``fuxi.py``); HSTU's are layer norms. With a layer
+  norm over the concatenated channels, the mean subtracted is shared by three channels of
+  different scales (the semantic one is divided by the sequence length, the others are not).
 
 Relative attention bias (:class:`RelativeBias`, both papers and the HSTU reference code): a
 learned weight per relative position ``j - i`` (Toeplitz), and a learned weight per bucket of the
@@ -70,10 +74,17 @@ class RelativeBias(nn.Module):
         return position, self.time[buckets.clamp(0, self.n_buckets)]
 
 
-def _uvqk(x: Tensor, weight: Tensor, sizes: list[int]) -> list[Tensor]:
-    """``Split(SiLU(LayerNorm(x) W))`` (no affine norm, as the reference)."""
-    normed = F.layer_norm(x, x.shape[-1:], eps=1e-6)
-    return list(F.silu(normed @ weight).split(sizes, dim=-1))
+def _norm(x: Tensor, kind: str) -> Tensor:
+    """Normalisation without affine parameters over the last dimension: ``"layer"`` (HSTU's
+    reference) or ``"rms"`` (FuXi-α's reference)."""
+    if kind == "rms":
+        return F.rms_norm(x, x.shape[-1:], eps=1e-6)
+    return F.layer_norm(x, x.shape[-1:], eps=1e-6)
+
+
+def _uvqk(x: Tensor, weight: Tensor, sizes: list[int], norm: str = "layer") -> list[Tensor]:
+    """``Split(SiLU(Norm(x) W))`` (no affine norm, as the references)."""
+    return list(F.silu(_norm(x, norm) @ weight).split(sizes, dim=-1))
 
 
 def _semantic(q: Tensor, k: Tensor, mask: Tensor, n_heads: int, max_seq_len: int,
@@ -163,7 +174,7 @@ class FuXiAlphaLayer(nn.Module):
                 times: Times | None = None) -> Tensor:
         """Same contract as :meth:`HSTULayer.forward`."""
         dim = x.shape[-1]
-        u, v, q, k = _uvqk(x, self.uvqk, [3 * dim, dim, dim, dim])
+        u, v, q, k = _uvqk(x, self.uvqk, [3 * dim, dim, dim, dim], norm="rms")
         x_q = x[:, -1:] if last_only else x
         if last_only:
             u, q, mask = u[:, -1:], q[:, -1:], mask[:, :, -1:]
@@ -173,7 +184,7 @@ class FuXiAlphaLayer(nn.Module):
         positional = _aggregate(position * mask, v, 1)  # one weight map for every head
         temporal = _aggregate(time[:, None] * mask, v, 1)
         channels = torch.cat([positional, temporal, semantic], dim=-1)  # (batch, q_len, 3 · dim)
-        gated = u * F.layer_norm(channels, channels.shape[-1:], eps=1e-6)
+        gated = u * _norm(channels, "rms")
         h = x_q + self.project(self.drop(gated))  # stage 1
         normed = self.drop(F.rms_norm(h, h.shape[-1:], eps=1e-6))
         return h + self.down(F.silu(self.gate(normed)) * self.up(normed))  # stage 2

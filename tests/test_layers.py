@@ -155,7 +155,10 @@ def _bucket(gap: int) -> int:
 def _reference_attention(layer, x, times, n_heads):
     """The papers' equations, one query and one key at a time (causal, no padding)."""
     batch, n, dim = x.shape
-    normed = torch.nn.functional.layer_norm(x, (dim,), eps=1e-6)
+    if isinstance(layer, HSTULayer):  # HSTU's reference normalises with layer norms
+        normed = torch.nn.functional.layer_norm(x, (dim,), eps=1e-6)
+    else:  # FuXi-α's with RMS norms (USTC-StarTeam/FuXi-alpha)
+        normed = torch.nn.functional.rms_norm(x, (dim,), eps=1e-6)
     projected = torch.nn.functional.silu(normed @ layer.uvqk)
     u_size = projected.shape[-1] - 3 * dim
     u, v, q, k = projected.split([u_size, dim, dim, dim], dim=-1)
@@ -194,7 +197,8 @@ def test_time_aware_layers_match_the_papers_equations_written_as_loops(name):
             expected = x + layer.out(u * norm(semantic, (DIM,), eps=1e-6))
         else:  # channels [positional, temporal, semantic]; then the two feed-forward stages
             channels = torch.cat([positional, temporal, semantic], dim=-1)
-            h = x + layer.project(u * norm(channels, (3 * DIM,), eps=1e-6))
+            rms = torch.nn.functional.rms_norm
+            h = x + layer.project(u * rms(channels, (3 * DIM,), eps=1e-6))
             r = torch.nn.functional.rms_norm(h, (DIM,), eps=1e-6)
             expected = h + layer.down(torch.nn.functional.silu(layer.gate(r)) * layer.up(r))
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)
