@@ -49,8 +49,10 @@ class Scorer(Protocol):
     histories: Sequences
 
     def encode_histories(self, items: np.ndarray, offsets: np.ndarray, rows: np.ndarray,
-                         timestamps: np.ndarray | None = None) -> torch.Tensor:
-        """A per-row query for CSR histories ``rows`` (e.g. ``(len(rows), dim)`` hidden states)."""
+                         timestamps: np.ndarray | None = None,
+                         query_times: np.ndarray | None = None) -> torch.Tensor:
+        """A per-row query for CSR histories ``rows`` (e.g. ``(len(rows), dim)`` hidden states);
+        ``query_times`` ``(len(rows),)``: when each recommendation is asked for."""
         ...
 
     def score_items(self, hidden: torch.Tensor, start: int = 0,
@@ -87,9 +89,13 @@ def evaluate(model: Scorer, heldout: HeldOut, *, k: int | Sequence[int] = 10,
             over-popular items down-sampled (:func:`seqrec.data.debias.debias_targets` with
             ``iqr_coef`` and ``debias_seed``), as the eSASRec paper's time-split tables.
 
+    Time-aware layers are asked about each user's first held-out event's time
+    (:func:`request_times`).
+
     Returns:
         :class:`~seqrec.metrics.MetricReport`, equal to the metrics of the lists
-        ``recommend_for_histories`` returns for the same histories and filters.
+        ``recommend_for_histories`` returns for the same histories, filters, timestamps and
+        query times.
 
     Raises:
         ValueError: as :func:`evaluate_score_blocks`.
@@ -102,6 +108,7 @@ def evaluate(model: Scorer, heldout: HeldOut, *, k: int | Sequence[int] = 10,
     order = np.argsort(heldout.histories.lengths, kind="stable")
     h = heldout.histories.select(order)
     targets = heldout.targets.select(order)
+    asked_at = request_times(h, targets)
     popularity = None
     if metrics is None or {"arp", "novelty"} & set(metrics):
         popularity = item_popularity(model.histories if train is None else train, model.n_items)
@@ -114,7 +121,7 @@ def evaluate(model: Scorer, heldout: HeldOut, *, k: int | Sequence[int] = 10,
             for start in range(0, h.n_sequences, batch_size):
                 rows = np.arange(start, min(start + batch_size, h.n_sequences))
                 scores = model.score_items(model.encode_histories(h.items, h.offsets, rows,
-                                                                   h.timestamps))
+                                                                   h.timestamps, asked_at[rows]))
                 yield apply_filters(scores, Filters(seen=None if seen is None
                                                     else seen.select(rows)))
 
@@ -128,7 +135,7 @@ def evaluate(model: Scorer, heldout: HeldOut, *, k: int | Sequence[int] = 10,
     ranks, lists = [], []
     for first in range(0, h.n_sequences, batch_size):
         rows = np.arange(first, min(first + batch_size, h.n_sequences))
-        query = model.encode_histories(h.items, h.offsets, rows, h.timestamps)
+        query = model.encode_histories(h.items, h.offsets, rows, h.timestamps, asked_at[rows])
         filters = Filters(seen=None if seen is None else seen.select(rows))
 
         def score_chunk(start: int, stop: int, query: torch.Tensor = query,
@@ -303,6 +310,24 @@ def evaluate_lists(
     )
     ranks = np.where(found, positions[sorter][at] if len(sorted_keys) else 0, NOT_RETRIEVED)
     return build_report(ranks.astype(np.int64), targets, lists, ks, names, n_items, item_popularity)
+
+
+def request_times(histories: Sequences, targets: Sequences) -> np.ndarray:
+    """``(n_rows,)`` int64 when each held-out row's recommendation is asked for: the time of its
+    first held-out event (a live system knows the request time: "now"), or one unit after the
+    history's last event for a row without targets.
+
+    Time-aware layers (HSTU, FuXi-α) read it as the query time of the last position, as training
+    reads each position's target time and as the HSTU and FuXi-α reference evaluations do; other
+    models ignore it.
+    """
+    starts, ends = histories.offsets[:-1], histories.offsets[1:]
+    last = np.where(ends > starts, histories.timestamps[np.maximum(ends - 1, 0)], 0) + 1
+    if not len(targets.timestamps):
+        return last.astype(np.int64)
+    has = targets.lengths > 0
+    first = targets.timestamps[np.minimum(targets.offsets[:-1], len(targets.timestamps) - 1)]
+    return np.where(has, first, last).astype(np.int64)
 
 
 def validator(model: Scorer, validation: HeldOut, eval_k: int, sharded: bool = False,

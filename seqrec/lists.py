@@ -213,13 +213,23 @@ def recommend_histories(model: Any, histories: Sequence[Sequence[Any]], k: int =
                         exclude_items: Iterable[Any] | None = None,
                         on_unknown_user: UnknownPolicy = "error",
                         batch_size: int = 1024, retrieval: Retrieval = "auto",
-                        timestamps: Sequence[Sequence[int]] | None = None) -> pd.DataFrame:
+                        timestamps: Sequence[Sequence[int]] | None = None,
+                        query_times: Sequence[int] | None = None) -> pd.DataFrame:
     """Top-``k`` for anonymous histories; see
     :meth:`SequentialRecommender.recommend_for_histories`."""
     data = fitted_state(model)
     _check_options(model, on_unknown_user, retrieval)
     if timestamps is not None and [len(t) for t in timestamps] != [len(h) for h in histories]:
         raise ValueError("timestamps: one time per history item expected")
+    asked_at = None
+    if query_times is not None:
+        if timestamps is None:
+            raise ValueError("query_times: give the histories' timestamps too (the gaps between "
+                             "them and the query time are what time-aware layers read)")
+        asked_at = np.asarray(query_times, dtype=np.int64)
+        if asked_at.shape != (len(histories),):
+            raise ValueError(f"query_times: one time per history expected ({len(histories)}), "
+                             f"got shape {asked_at.shape}")
     indexed = [data.catalogue.to_index(list(h), unknown="pad") for h in histories]
     n_unknown = sum(int((idx < 0).sum()) for idx in indexed)
     if n_unknown:
@@ -240,24 +250,25 @@ def recommend_histories(model: Any, histories: Sequence[Sequence[Any]], k: int =
                       "histories with no known item")
         known, keys, empty = [known[i] for i in keys[~empty]], keys[~empty], empty[~empty]
         times = None if times is None else [times[i] for i in keys]
+        asked_at = None if asked_at is None else asked_at[keys]
     stamps = None if times is None else (np.concatenate(times) if times else
                                          np.zeros(0, np.int64))
     best = _rank(model, data, ItemSets.from_lists(known), k, filter_viewed, include_items,
                  exclude_items, fallback=empty, batch_size=batch_size, retrieval=retrieval,
-                 timestamps=stamps)
+                 timestamps=stamps, query_times=asked_at)
     return to_frame(data.catalogue, best, keys, "history")
 
 
 def _rank(model: Any, data: Fitted, histories: ItemSets, k: int, filter_viewed: bool,
           include_items: Iterable[Any] | None, exclude_items: Iterable[Any] | None, *,
           fallback: np.ndarray, batch_size: int, retrieval: str,
-          timestamps: np.ndarray | None = None) -> TopK:
+          timestamps: np.ndarray | None = None, query_times: np.ndarray | None = None) -> TopK:
     index = getattr(model, "ann_index", None)
     include, exclude = _filters(data, include_items, exclude_items)
     approximate = use_index(retrieval, index, data.n_items, include)  # checks retrieval first
     filters = Filters(seen=histories if filter_viewed else None, include=include, exclude=exclude)
     rank = partial(rank_rows_ann, index=index) if approximate else rank_rows
-    return rank(HistoryScorer(model, histories, timestamps), n_rows=histories.n_rows,
+    return rank(HistoryScorer(model, histories, timestamps, query_times), n_rows=histories.n_rows,
                 n_items=data.n_items, k=k, filters=filters, lengths=histories.lengths(), fallback=fallback,
                 fallback_scores=data.popularity_scores(), batch_size=batch_size)
 
@@ -272,18 +283,22 @@ class HistoryScorer:
         model: the recommender.
         histories: the histories (item indices, CSR).
         timestamps: seconds aligned with ``histories.items`` for time-aware layers, or None.
+        query_times: ``(histories.n_rows,)`` seconds each row's list is for, or None (the
+            model's default: one unit after the last event).
     """
 
     model: Any
     histories: ItemSets
     timestamps: np.ndarray | None = None
+    query_times: np.ndarray | None = None
 
     def encode(self, rows: np.ndarray) -> Tensor:
         h = self.histories
         if self.timestamps is None:  # time-free models (and the popular baseline) need no times
             return self.model.encode_histories(h.items, h.offsets, h.csr_rows()[rows])
+        asked_at = None if self.query_times is None else self.query_times[rows]
         return self.model.encode_histories(h.items, h.offsets, h.csr_rows()[rows],
-                                           self.timestamps)
+                                           self.timestamps, asked_at)
 
     def score(self, query: Tensor, start: int, stop: int) -> Tensor:
         return self.model.score_items(query, start, stop)

@@ -284,7 +284,8 @@ class SequentialRecommender:
                                 exclude_items: Iterable[Any] | None = None,
                                 on_unknown_user: UnknownPolicy = "error", batch_size: int = 1024,
                                 retrieval: Retrieval = "auto",
-                                timestamps: Sequence[Sequence[int]] | None = None
+                                timestamps: Sequence[Sequence[int]] | None = None,
+                                query_times: Sequence[int] | None = None
                                 ) -> pd.DataFrame:
         """Top-``k`` for anonymous histories (lists of external item ids, oldest first).
 
@@ -292,8 +293,10 @@ class SequentialRecommender:
         history with no known item (empty, or all unknown) is treated as an unknown user:
         ``on_unknown_user`` decides (error / popular items / skip); options as in :meth:`recommend`.
         ``timestamps`` (seconds, one per history item) feed time-aware layers (HSTU, FuXi-α);
-        without them every time gap counts as 0. The time the recommendation is for is one
+        without them every time gap counts as 0. ``query_times`` (seconds, one per history;
+        needs ``timestamps``) is when each recommendation is asked for, e.g. now; default one
         unit after the last event (the next position when timestamps are positions).
+        :func:`seqrec.evaluate` asks at each user's held-out event's time.
 
         Returns:
             DataFrame ``(history, item_id, score, rank)``; ``history`` is the position of the
@@ -301,11 +304,14 @@ class SequentialRecommender:
 
         Raises:
             UnknownUserError: a history with no known item and ``on_unknown_user="error"``.
+            ValueError: ``timestamps`` not one per history item, or ``query_times`` not one per
+                history or without ``timestamps``.
         """
         return recommend_histories(self, histories, k, filter_viewed=filter_viewed,
                                    include_items=include_items, exclude_items=exclude_items,
                                    on_unknown_user=on_unknown_user, batch_size=batch_size,
-                                   retrieval=retrieval, timestamps=timestamps)
+                                   retrieval=retrieval, timestamps=timestamps,
+                                   query_times=query_times)
 
     def similar_items(self, items: Iterable[Any], k: int = 10) -> pd.DataFrame:
         """Item-to-item neighbours by cosine similarity of the item embeddings.

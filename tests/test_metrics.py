@@ -270,3 +270,36 @@ def test_debiased_metrics_count_a_capped_popular_item_once():
     assert report.means["hit_rate@1"] == pytest.approx(10 / 16)
     assert report.means["dhit_rate@1"] == pytest.approx(1 / 7)
     assert report.means["dndcg@1"] == pytest.approx(1 / 7)
+
+
+def test_evaluate_asks_each_row_at_its_first_held_out_event_time():
+    # two users: history times (10, 20) then held-out events at 500 and 900; history (5) then 7
+    from seqrec.data import HeldOut
+    from seqrec.evaluation import evaluate, request_times
+
+    histories = Sequences(np.array([1, 2, 3]), np.array([0, 2, 3]), np.array([0, 1]),
+                          np.array([10, 20, 5]))
+    targets = Sequences(np.array([3, 4, 1]), np.array([0, 2, 3]), np.array([0, 1]),
+                        np.array([500, 900, 7]))
+    asked: list[list[int]] = []
+
+    class Recorder:  # ranks 3, 4, 2, 1: user 0 hits both its targets in the top 2, user 1 none
+        n_items = 4
+
+        def encode_histories(self, items, offsets, rows, timestamps=None, query_times=None):
+            asked.append(np.asarray(query_times).tolist())
+            return torch.zeros(len(rows), 1)
+
+        def score_items(self, hidden, start=0, stop=None):
+            scores = torch.tensor([[-math.inf, 0.1, 0.2, 0.9, 0.3]]).repeat(len(hidden), 1)
+            return scores[:, start:stop]
+
+    Recorder.histories = histories
+    report = evaluate(Recorder(), HeldOut(histories, targets), k=2, metrics=("recall",),
+                      filter_viewed=False)
+    assert request_times(histories, targets).tolist() == [500, 7]
+    # rows are scored shortest history first: user 1 (asked at 7), then user 0 (at 500)
+    assert sorted(x for call in asked for x in call) == [7, 500]
+    assert report.means["recall@2"] == pytest.approx((2 / 2 + 0 / 1) / 2)
+    no_targets = Sequences(np.array([4]), np.array([0, 1, 1]), np.array([0, 1]), np.array([30]))
+    assert request_times(histories, no_targets).tolist() == [30, 6]  # none: last event + 1

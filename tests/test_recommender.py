@@ -165,6 +165,25 @@ def test_recommend_for_histories_matches_the_known_users_lists(fitted):
     assert by_history.score.to_numpy() == pytest.approx(by_user.score.to_numpy(), abs=1e-5)
 
 
+def test_query_times_reach_the_model_one_per_history_and_need_timestamps(fitted, monkeypatch):
+    asked = []
+    original = fitted.encode_histories
+
+    def spy(items, offsets, rows, timestamps=None, query_times=None):
+        asked.extend([] if query_times is None else np.asarray(query_times).tolist())
+        return original(items, offsets, rows, timestamps, query_times)
+
+    monkeypatch.setattr(fitted, "encode_histories", spy)
+    histories, times = [[1, 2, 3], [7], [4, 5]], [[10, 20, 30], [5], [1, 2]]
+    fitted.recommend_for_histories(histories, k=2, timestamps=times, query_times=[50, 60, 70])
+    if isinstance(fitted, SequentialRecommender):
+        assert sorted(asked) == [50, 60, 70]
+    with pytest.raises(ValueError, match="timestamps too"):
+        fitted.recommend_for_histories(histories, k=2, query_times=[50, 60, 70])
+    with pytest.raises(ValueError, match="one time per history expected"):
+        fitted.recommend_for_histories(histories, k=2, timestamps=times, query_times=[50])
+
+
 def test_recommend_for_an_anonymous_history_filters_it_and_warns_on_unknown_items(fitted):
     with pytest.warns(UserWarning, match="histories: 1 unknown"):
         out = fitted.recommend_for_histories([[10, 11, "unknown-item", 12]], k=4)
@@ -262,7 +281,8 @@ def test_evaluate_equals_the_metrics_of_the_served_lists(fitted, pattern, ties):
     h = test.histories
     histories = [model.catalogue.to_external(h.row(i)).tolist() for i in range(h.n_sequences)]
     times = [h.timestamps[h.offsets[i]:h.offsets[i + 1]].tolist() for i in range(h.n_sequences)]
-    served = model.recommend_for_histories(histories, k=10, timestamps=times)
+    asked_at = [test.targets.timestamps[test.targets.offsets[i]] for i in range(h.n_sequences)]
+    served = model.recommend_for_histories(histories, k=10, timestamps=times, query_times=asked_at)
     lists = [served[served.history == i].item_id.tolist() for i in range(len(users))]
     rows = np.array([model.catalogue.to_index(row) for row in lists])
     by_lists = evaluate_lists(rows, test.targets, n_items=model.n_items, k=10,
