@@ -18,6 +18,7 @@ Prints a Markdown table and writes it (and a CSV) under benchmarks/results/.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import platform
 import statistics
@@ -70,10 +71,15 @@ def machine(jobs: int = 1) -> str:
 
 
 def load(args: argparse.Namespace) -> Dataset:
-    """The data set the command line names: ``--data FILE --format FMT`` or ``--dataset NAME``."""
-    if args.data is not None:
-        return load_dataset(args.data, args.format)
-    return DATASETS[args.dataset]()
+    """The data set the command line names: ``--data FILE --format FMT`` or ``--dataset NAME``;
+    with ``--positions-as-time`` its timestamps replaced by positions (0, 1, ... per user), as
+    the S3-Rec and SASRec files give them."""
+    dataset = load_dataset(args.data, args.format) if args.data is not None else DATASETS[args.dataset]()
+    if not args.positions_as_time:
+        return dataset
+    seqs = dataset.sequences
+    positions = np.arange(len(seqs.items), dtype=np.int64) - np.repeat(seqs.offsets[:-1], seqs.lengths)
+    return dataclasses.replace(dataset, sequences=dataclasses.replace(seqs, timestamps=positions))
 
 
 def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace) -> dict:
@@ -161,6 +167,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config field of the trained models, e.g. --set item_dropout=0.2")
     parser.add_argument("--tag", default="", help="suffix of the result file names")
+    parser.add_argument("--positions-as-time", action="store_true",
+                        help="replace the timestamps by positions (what time-aware layers see on "
+                             "files without times), to measure how much the real times matter")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     if args.data is not None:

@@ -14,7 +14,8 @@ training the best epoch's weights are evaluated on the test targets.
 eSASRec reference code (``TransformerLightningModule.on_train_start``: Xavier-normal on every
 parameter of two or more dimensions; ``nn.MultiheadAttention``'s zero projection biases; the
 SwiGLU's two input projections as two separate matrices). It exists to compare with the
-library's own initialisation (``Config.init``), one difference at a time.
+library's own initialisation (``SequenceEncoder``: item and position tables drawn with std
+dim^-0.5), one difference at a time.
 
 Curves go to ``benchmarks/results/width_study_curves.csv`` (one row per label and epoch; a
 label's old rows are replaced), results to ``width_study_runs.csv``; ``--plot`` draws validation
@@ -128,7 +129,7 @@ def train(args: argparse.Namespace) -> None:
               f"{rows[-1]['epoch_wall_s']:.0f}s wall {rows[-1]['epoch_cpu_s']:.0f}s cpu",
               flush=True)
 
-    others = busiest_processes()
+    others, started_at = busiest_processes(), (commit(), time.strftime("%Y-%m-%d %H:%M"))
     result = model.fit(dataset, split.train, validation=split.validation, on_epoch=on_epoch)
     means = seqrec.evaluate(model, split.test, k=10, metrics=("recall", "ndcg", "coverage")).means
     curves = pd.DataFrame(rows)
@@ -145,7 +146,7 @@ def train(args: argparse.Namespace) -> None:
         "wall_s": time.perf_counter() - start_wall, "cpu_s": time.process_time() - start_cpu,
         "load1_mean": sum(loads) / max(len(loads), 1),
         "command": "python benchmarks/width_study.py " + " ".join(sys.argv[1:]),
-        "commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M"),
+        "commit": started_at[0], "date": started_at[1],  # the code the run started with
         "machine": f"{args.threads} torch thread(s), {len(os.sched_getaffinity(0))} cores, "
                    f"{cpu_model()}, {platform.system()}, torch {torch.__version__}",
         "others": others, "config": str(dataclasses.asdict(config)),
