@@ -164,9 +164,7 @@ class SequentialRecommender:
         Args:
             timestamps: ``(n_interactions,)`` int64 seconds aligned with ``items``, read by
                 time-aware layers (HSTU, FuXi-α); None: every time gap counts as 0.
-            query_times: ``(len(rows),)`` int64 seconds the recommendation is for; default one
-                unit after each history's last event (the next position of a log whose
-                timestamps are positions; in seconds, no gap).
+            query_times: ``(len(rows),)`` int64 seconds asked for; default last event + 1.
         """
         fitted_state(self)
         assert self.parts is not None
@@ -285,18 +283,15 @@ class SequentialRecommender:
                                 on_unknown_user: UnknownPolicy = "error", batch_size: int = 1024,
                                 retrieval: Retrieval = "auto",
                                 timestamps: Sequence[Sequence[int]] | None = None,
-                                query_times: Sequence[int] | None = None
-                                ) -> pd.DataFrame:
+                                query_times: Sequence[int] | None = None) -> pd.DataFrame:
         """Top-``k`` for anonymous histories (lists of external item ids, oldest first).
 
         Unknown item ids inside a history are dropped, with one warning that counts them. A
         history with no known item (empty, or all unknown) is treated as an unknown user:
         ``on_unknown_user`` decides (error / popular items / skip); options as in :meth:`recommend`.
         ``timestamps`` (seconds, one per history item) feed time-aware layers (HSTU, FuXi-α);
-        without them every time gap counts as 0. ``query_times`` (seconds, one per history;
-        needs ``timestamps``) is when each recommendation is asked for, e.g. now; default one
-        unit after the last event (the next position when timestamps are positions).
-        :func:`seqrec.evaluate` asks at each user's held-out event's time.
+        without them every time gap counts as 0. ``query_times`` (one per history; needs
+        ``timestamps``): when each list is asked for, e.g. now (default: as encode_histories).
 
         Returns:
             DataFrame ``(history, item_id, score, rank)``; ``history`` is the position of the
@@ -304,8 +299,7 @@ class SequentialRecommender:
 
         Raises:
             UnknownUserError: a history with no known item and ``on_unknown_user="error"``.
-            ValueError: ``timestamps`` not one per history item, or ``query_times`` not one per
-                history or without ``timestamps``.
+            ValueError: ``timestamps`` / ``query_times`` not one per item / history.
         """
         return recommend_histories(self, histories, k, filter_viewed=filter_viewed,
                                    include_items=include_items, exclude_items=exclude_items,
