@@ -176,6 +176,9 @@ def test_popular_preset_trains_and_recommends(log: Path, tmp_path: Path) -> None
     frame = csv_rows(ok("recommend", "--model", out, "--users", "5", "--k", "2").stdout)
     assert len(frame) == 2
     one_line_error(run("similar", "--model", out, "--items", "1"), "no item embeddings")
+    again = one_line_error(run("train", "--data", log, "--preset", "popular", "--out", out),
+                           "--force")
+    assert "--resume" not in again  # a popular model has no training to continue
 
 
 def test_resume_continues_from_the_checkpoint(log: Path, tmp_path: Path) -> None:

@@ -216,7 +216,7 @@ def train(
     if resume and force:
         raise CliError("--resume and --force: give one of them")
     if not resume:
-        check_out_dir(out, force, hint=" or --resume to continue its training")
+        check_out_dir(out, force, hint="" if is_popular else " or --resume to continue its training")
         stage = interrupted_run(out)
         if stage is not None and not force:
             raise CliError(f"--out {out}: an interrupted run left its checkpoint in {stage}; "
