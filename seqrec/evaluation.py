@@ -39,6 +39,7 @@ from seqrec.metrics import (
     target_ranks,
     truncate_lists,
 )
+from seqrec.objectives import default_query_times
 from seqrec.rank import chunk_items, top_k
 
 
@@ -314,17 +315,17 @@ def evaluate_lists(
 
 def request_times(histories: Sequences, targets: Sequences) -> np.ndarray:
     """``(n_rows,)`` int64 when each held-out row's recommendation is asked for: the time of its
-    first held-out event (a live system knows the request time: "now"), or one unit after the
-    history's last event for a row without targets.
+    first held-out event (a live system knows the request time: "now"), or the default
+    (:func:`seqrec.objectives.default_query_times`) for a row without targets.
 
     Time-aware layers (HSTU, FuXi-α) read it as the query time of the last position, as training
     reads each position's target time and as the HSTU and FuXi-α reference evaluations do; other
     models ignore it.
     """
     starts, ends = histories.offsets[:-1], histories.offsets[1:]
-    last = np.where(ends > starts, histories.timestamps[np.maximum(ends - 1, 0)], 0) + 1
+    last = default_query_times(np.where(ends > starts, histories.timestamps[np.maximum(ends - 1, 0)], 0))
     if not len(targets.timestamps):
-        return last.astype(np.int64)
+        return last
     has = targets.lengths > 0
     first = targets.timestamps[np.minimum(targets.offsets[:-1], len(targets.timestamps) - 1)]
     return np.where(has, first, last).astype(np.int64)

@@ -52,17 +52,24 @@ class Batch:
     times: Times | None = None
 
 
-def _last_or(query_times: np.ndarray | None, stamps: np.ndarray) -> np.ndarray:
-    """The query time of each row: given, or one time unit after its last event (1 when empty).
+def default_query_times(last_event_times: np.ndarray) -> np.ndarray:
+    """``(n,)`` int64 the time a recommendation is asked for when the caller gives none: one
+    unit after each history's last event (``last_event_times``, ``(n,)``; 0 for an empty history).
 
     Training queries each position at its target's time, which comes after the position's own
     event; with the last event's own time as the default, every gap at inference would be one
     unit shorter than the same gap in training. In a log whose timestamps are positions (formats
     without times) the next event is exactly one unit later, so the default reproduces
     training's gaps; in seconds one unit is no gap at all (gaps of 0 and 1 share bucket 0)."""
+    return np.asarray(last_event_times, dtype=np.int64) + 1
+
+
+def _asked_at(query_times: np.ndarray | None, stamps: np.ndarray) -> np.ndarray:
+    """The query time of each window row ``stamps`` ``(batch, width)``: given, or the default."""
     if query_times is not None:
         return np.asarray(query_times, dtype=np.int64)
-    return (stamps[:, -1] if stamps.shape[1] else np.zeros(len(stamps), dtype=np.int64)) + 1
+    last = stamps[:, -1] if stamps.shape[1] else np.zeros(len(stamps), dtype=np.int64)
+    return default_query_times(last)
 
 
 class Objective(Protocol):
@@ -137,7 +144,7 @@ class NextItem:
         """Times of the most recent ``width`` events; position ``i`` queries event ``i + 1``'s
         time and the last position ``query_times``."""
         stamps = windows(timestamps, offsets, rows, width, pad_to=width)  # (batch, width)
-        queries = np.concatenate([stamps[:, 1:], _last_or(query_times, stamps)[:, None]], axis=1)
+        queries = np.concatenate([stamps[:, 1:], _asked_at(query_times, stamps)[:, None]], axis=1)
         return Times(torch.from_numpy(stamps), torch.from_numpy(queries))
 
 
@@ -192,6 +199,6 @@ class MaskedItem:
                         width: int, query_times: np.ndarray | None = None) -> Times:
         """Times of the history part, then the query time at the MASK position."""
         stamps = windows(timestamps, offsets, rows, width - 1, pad_to=width - 1)
-        times = np.concatenate([stamps, _last_or(query_times, stamps)[:, None]], axis=1)
+        times = np.concatenate([stamps, _asked_at(query_times, stamps)[:, None]], axis=1)
         tensor = torch.from_numpy(times)
         return Times(tensor, tensor)
