@@ -110,7 +110,8 @@ def build_encoder(config: Config, n_items: int, with_mask_token: bool) -> Sequen
     ]
     return SequenceEncoder(n_items, config.dim, config.max_seq_len, config.dropout, layers,
                            with_mask_token=with_mask_token, item_dropout=config.item_dropout,
-                           final_norm=config.final_norm)
+                           final_norm=config.final_norm, similarity=config.similarity,
+                           temperature=config.temperature)
 
 
 def build_parts(config: Config, n_items: int) -> Parts:

@@ -27,6 +27,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "negative_sharing": ("batch", "sequence", "target"),
     "target_weighting": ("batch", "uniform"),
     "item_updates": ("sparse", "dense"),
+    "similarity": ("dot", "cosine"),
 }
 
 RUNTIME_KEYS = ("accelerator", "devices", "num_nodes", "precision", "threads", "compile")
@@ -91,6 +92,8 @@ class Config:
     bucket_batches: int = 64
     target_weighting: Literal["batch", "uniform"] = "uniform"
     item_updates: Literal["sparse", "dense"] = "sparse"
+    similarity: Literal["dot", "cosine"] = "dot"
+    temperature: float = 0.05
     epochs: int = 200
     patience: int = 30
     seed: int = 0
@@ -121,8 +124,10 @@ class Config:
                 raise ValueError(f"config {name}={value!r}: expected a number in [0, 1)")
         if not isinstance(self.final_norm, bool):
             raise ValueError(f"config final_norm={self.final_norm!r}: expected true or false")
-        if not isinstance(self.lr, (int, float)) or not self.lr > 0:
-            raise ValueError(f"config lr={self.lr!r}: expected a number > 0")
+        for name in ("lr", "temperature"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"config {name}={value!r}: expected a number > 0")
         if self.dim % self.n_heads:
             raise ValueError(f"config dim={self.dim} must be divisible by n_heads={self.n_heads}")
         if self.objective == "masked_item" and self.loss != "softmax" and self.sampler != "uniform":

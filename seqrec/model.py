@@ -1,7 +1,9 @@
 """The sequence encoder: item + positional embeddings → transformer layers → final layer norm.
 
 Item embeddings are shared with the output layer: the score of item ``i`` for a hidden state
-``h`` is ``h · E[i]``. Index 0 (PAD) and, when the objective needs it, ``n_items + 1`` (MASK)
+``h`` is ``h · E[i]`` (``similarity="dot"``), or with both sides L2-normalised and the hidden
+side divided by a temperature (``"cosine"``: the output hidden states and candidate embeddings
+carry the normalisation, so every consumer keeps scoring with a plain dot product). Index 0 (PAD) and, when the objective needs it, ``n_items + 1`` (MASK)
 have embeddings but are never scored as candidates.
 """
 
@@ -14,6 +16,9 @@ from torch import Tensor, nn
 from seqrec.data.catalogue import PAD
 from seqrec.layers import Dropout, attention_mask, dropout
 from seqrec.objectives import Times
+
+COSINE_EPS = 1e-6
+"""``eps`` of the L2 normalisation under ``similarity="cosine"`` (the reference codes' value)."""
 
 
 class SequenceEncoder(nn.Module):
@@ -32,12 +37,18 @@ class SequenceEncoder(nn.Module):
             per step shared by the input lookups and the output scores (RecTools 0.13's id item
             network, used by the eSASRec reference code); 0 turns it off.
         final_norm: a layer norm after the last block (the LiGR reference has none).
+        similarity: ``"dot"`` or ``"cosine"``: ``h / (|h| τ) · E[i] / |E[i]|``, as the HSTU
+            (arXiv 2402.17152) and FuXi-α (arXiv 2502.00679) reference code trains.
+        temperature: τ of ``"cosine"`` (0.05 in both reference codes); unused for ``"dot"``.
     """
 
     def __init__(self, n_items: int, dim: int, max_seq_len: int, dropout: float,
                  layers: list[nn.Module], with_mask_token: bool = False,
-                 item_dropout: float = 0.0, final_norm: bool = True) -> None:
+                 item_dropout: float = 0.0, final_norm: bool = True,
+                 similarity: str = "dot", temperature: float = 0.05) -> None:
         super().__init__()
+        self.similarity = similarity
+        self.temperature = temperature
         self.n_items = n_items
         self.max_seq_len = max_seq_len
         self.item_dropout = item_dropout
@@ -113,13 +124,23 @@ class SequenceEncoder(nn.Module):
         for i, layer in enumerate(self.layers):
             x = layer(x, mask, last_only=last_only and i == len(self.layers) - 1, times=times)
         x = self.final_norm(x)
+        if self.similarity == "cosine":
+            x = F.normalize(x, dim=-1, eps=COSINE_EPS) / self.temperature
         return x[:, -1] if last_only else x
+
+    def output_rows(self, rows: Tensor) -> Tensor:
+        """Item rows ``(n, dim)`` as candidates are scored: L2-normalised for ``"cosine"``,
+        unchanged for ``"dot"``."""
+        if self.similarity == "cosine":
+            return F.normalize(rows, dim=-1, eps=COSINE_EPS)
+        return rows
 
     def candidate_embeddings(self, table: Tensor | None = None) -> Tensor:
         """``(n_items + 1, dim)`` output embeddings of PAD and the catalogue (MASK excluded),
-        taken from ``table`` (a training step's :meth:`item_table`) or the plain weights."""
+        taken from ``table`` (a training step's :meth:`item_table`) or the plain weights, as
+        :meth:`output_rows` scores them."""
         table = self.item_embedding.weight if table is None else table
-        return table[: self.n_items + 1]
+        return self.output_rows(table[: self.n_items + 1])
 
     def scores(self, hidden: Tensor) -> Tensor:
         """Full-catalogue scores.

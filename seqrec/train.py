@@ -93,7 +93,7 @@ class TrainingModule(nn.Module):
         if self.parts.sparse_items:
             table, inputs, targets, negative_ids, log_q = self._touched(inputs, targets,
                                                                        negative_ids, log_q)
-            candidates = table
+            candidates = self.encoder.output_rows(table)
         else:
             table = self.encoder.item_table()  # one item-dropout mask for inputs and candidates
             candidates = self.encoder.candidate_embeddings(table)

@@ -148,3 +148,14 @@ def test_time_aware_layers_swap_in_by_config_like_every_layer():
         assert parts.encoder.uses_times and parts.loss.__class__.__name__ == "SampledSoftmaxLoss"
     assert preset("hstu").layer == "hstu" and preset("fuxi_alpha").layer == "fuxi_alpha"
     assert parse_set(["layer=hstu"]) == {"layer": "hstu"}
+
+
+@pytest.mark.parametrize("value", [0, -0.1, True, "x"])
+def test_temperature_must_be_a_positive_number(value):
+    with pytest.raises(ValueError, match="temperature"):
+        Config(temperature=value)
+
+
+def test_similarity_names_the_allowed_values():
+    with pytest.raises(ValueError, match="similarity='l2'.*dot, cosine"):
+        Config(similarity="l2")

@@ -119,3 +119,23 @@ def test_without_final_norm_the_encoder_returns_the_last_block_output():
         x = encoder.item_embedding(INPUTS) + encoder.position_embedding.weight[-INPUTS.shape[1]:]
         expected = layer(x * (INPUTS != 0).unsqueeze(-1), attention_mask(INPUTS == 0, True))
         torch.testing.assert_close(encoder.encode(INPUTS, True), expected, atol=ATOL, rtol=0)
+
+
+def test_cosine_similarity_scores_are_cosines_over_the_temperature():
+    torch.manual_seed(0)
+    encoder = SequenceEncoder(N_ITEMS, DIM, MAX_LEN, 0.0, [LiGRLayer(DIM, 2, 0.0, 2)],
+                              similarity="cosine", temperature=0.05).eval()
+    with torch.no_grad():
+        plain = SequenceEncoder(N_ITEMS, DIM, MAX_LEN, 0.0, [encoder.layers[0]]).eval()
+        plain.load_state_dict(encoder.state_dict())
+        h = plain.encode(INPUTS, True, last_only=True)  # (3, DIM), before normalisation
+        table = encoder.item_embedding.weight[: N_ITEMS + 1]
+        expected = torch.nn.functional.cosine_similarity(h[:, None], table[None], dim=-1) / 0.05
+        scores = encoder.scores(encoder.encode(INPUTS, True, last_only=True))
+    torch.testing.assert_close(scores[:, 1:], expected[:, 1:], atol=1e-4, rtol=1e-5)
+    assert torch.isneginf(scores[:, 0]).all()
+    assert scores[:, 1:].abs().max() <= 1 / 0.05 + 1e-3  # |cos| <= 1
+    # the candidate table is unit-norm (PAD stays zero); the input lookups are not normalised
+    norms = encoder.candidate_embeddings().norm(dim=1)
+    torch.testing.assert_close(norms[1:], torch.ones(N_ITEMS), atol=1e-5, rtol=0)
+    assert norms[0] == 0

@@ -54,6 +54,16 @@ def test_small_model_beats_popularity_by_a_wide_margin_on_a_deterministic_patter
     assert _ndcg(model, split.test) >= popular_ndcg + margin
 
 
+@pytest.mark.parametrize("updates", ["sparse", "dense"])
+def test_cosine_similarity_learns_the_pattern_with_either_item_update(pattern, popular_ndcg,
+                                                                      updates):
+    dataset, split = pattern
+    model = SequentialRecommender(small_config("fuxi_alpha", similarity="cosine",
+                                               item_updates=updates))
+    model.fit(dataset, split.train)
+    assert _ndcg(model, split.test) >= popular_ndcg + 0.8
+
+
 @pytest.fixture(scope="module")
 def wide_pattern():
     """``(dataset, split, popularity NDCG@10)`` of the deterministic pattern over 300 items: room
@@ -285,16 +295,18 @@ def _two_steps(config, split, n_items):
     return snapshots
 
 
-def test_sparse_item_updates_agree_with_dense_adam_on_every_row_a_step_touches():
+@pytest.mark.parametrize("similarity", ["dot", "cosine"])
+def test_sparse_item_updates_agree_with_dense_adam_on_every_row_a_step_touches(similarity):
     """Lazy Adam (sparse) and Adam (dense) take the same first step; afterwards they differ
-    exactly on rows a step does not touch, which dense Adam keeps moving with its momentum."""
+    exactly on rows a step does not touch, which dense Adam keeps moving with its momentum.
+    Under cosine similarity both paths score L2-normalised candidates."""
     from conftest import pattern_interactions
 
     from seqrec import build_dataset, leave_one_out
 
     dataset = build_dataset(pattern_interactions(n_users=100, n_items=400))
     split = leave_one_out(dataset)
-    config = small_config(dropout=0.0, item_dropout=0.0, n_negatives=4)
+    config = small_config(dropout=0.0, item_dropout=0.0, n_negatives=4, similarity=similarity)
     dense = _two_steps(config.replace(item_updates="dense"), split, dataset.n_items)
     sparse = _two_steps(config.replace(item_updates="sparse"), split, dataset.n_items)
     key = "encoder.item_embedding.weight"
