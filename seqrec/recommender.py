@@ -201,14 +201,14 @@ class SequentialRecommender:
 
     def _columns(self, table: Tensor, start: int, stop: int) -> Tensor:
         """``(dim, stop - start)`` float32 rows ``start .. stop - 1`` of ``table`` transposed and
-        contiguous: on CPU a matmul against it runs up to 2x faster than against a transposed
-        view, same bits (benchmarks/recommend_profile.py). The last one (up to 64 MiB) is kept
-        for the tiles of a ranking call, keyed by the table's storage and version counter, which
-        every in-place update of the weights (optimizer step, ``load_state_dict``) advances."""
+        contiguous (on CPU up to 2x faster to multiply, same bits); the last one (<= 64 MiB) is
+        kept for a ranking call's tiles, keyed by the item weights' storage and version (training
+        bumps it after fused optimizer steps, which do not; ``table`` may be derived afresh)."""
         columns = table[start:stop].detach().float().T
-        if table.is_inference() or columns.numel() > 2**24:  # no version counter / too large
+        weight = self.parts.encoder.item_embedding.weight  # type: ignore[union-attr]
+        if weight.is_inference() or columns.numel() > 2**24:  # no version counter / too large
             return columns
-        key = (start, stop, table.device, table.data_ptr(), table._version)
+        key = (start, stop, table.device, weight.data_ptr(), weight._version)
         if self._columns_cache is None or self._columns_cache[0] != key:
             self._columns_cache = (key, columns.contiguous())
         return self._columns_cache[1]

@@ -10,9 +10,8 @@ training across GPUs or nodes; everything else is plain PyTorch in this file. Ea
 3. validation NDCG@10 decides early stopping; a checkpoint is written atomically
    (:mod:`seqrec.checkpoint`); ``on_epoch`` receives an :class:`EpochRecord`.
 
-The loop prints nothing: progress reaches a caller through ``on_batch`` and ``on_epoch``.
-Randomness is derived from ``(seed, epoch)`` at the start of every epoch, so a run resumed from
-the checkpoint of epoch ``e`` continues exactly like an uninterrupted one.
+The loop prints nothing (progress goes to ``on_batch`` / ``on_epoch``). Randomness comes from
+``(seed, epoch)`` at every epoch's start: a resumed run continues as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ import torch
 import torch.distributed
 from lightning_fabric import Fabric
 from torch import Tensor, nn
+from torch.autograd.graph import increment_version
 
 from seqrec.batches import bucketed_batches, shard
 from seqrec.build import Parts
@@ -201,7 +201,8 @@ def train_step(module: nn.Module, parts: Parts, rows: np.ndarray, items: np.ndar
         optimizer.zero_grad(set_to_none=True)
     fabric.backward(loss if targets_per_batch is None else loss * (len(targets) / targets_per_batch))
     for optimizer in optimizers:
-        optimizer.step()
+        optimizer.step()  # fused Adam does not advance version counters; caches rely on them
+        increment_version([p for group in optimizer.param_groups for p in group["params"]])
     return float(loss.detach()), int(len(targets))
 
 

@@ -64,6 +64,30 @@ def test_cosine_similarity_learns_the_pattern_with_either_item_update(pattern, p
     assert _ndcg(model, split.test) >= popular_ndcg + 0.8
 
 
+@pytest.mark.parametrize(("name", "updates"), [("esasrec", "sparse"), ("esasrec", "dense"),
+                                               ("esasrec", "cosine"), ("bert4rec", "dense")])
+def test_scores_after_each_epoch_use_the_current_item_table(pattern, name, updates):
+    """Validation after every epoch must rank with the weights of that epoch. The fused Adam
+    kernel (dense item updates; bert4rec's full softmax) changes parameters without advancing
+    their version counters, on which the recommender's cached item columns are keyed: before the
+    fix, validation after epoch 2 onwards scored with epoch 1's item table."""
+    dataset, split = pattern
+    overrides = ({"similarity": "cosine"} if updates == "cosine" else {"item_updates": updates})
+    model = SequentialRecommender(small_config(name, epochs=3, **overrides))
+    checked = []
+
+    def on_epoch(record):
+        rows = np.arange(8)
+        hidden = model.encode_histories(split.train.items, split.train.offsets, rows)
+        expected = hidden @ model.parts.encoder.candidate_embeddings().detach().T
+        expected[:, 0] = float("-inf")
+        torch.testing.assert_close(model.score_items(hidden), expected, atol=1e-5, rtol=1e-5)
+        checked.append(record.epoch)
+
+    model.fit(dataset, split.train, validation=split.validation, on_epoch=on_epoch)
+    assert checked == [1, 2, 3]
+
+
 @pytest.fixture(scope="module")
 def wide_pattern():
     """``(dataset, split, popularity NDCG@10)`` of the deterministic pattern over 300 items: room
