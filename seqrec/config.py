@@ -126,8 +126,9 @@ class Config:
             raise ValueError(f"config final_norm={self.final_norm!r}: expected true or false")
         for name in ("lr", "temperature"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"config {name}={value!r}: expected a number > 0")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 < value < float("inf"):
+                raise ValueError(f"config {name}={value!r}: expected a finite number > 0")
         if self.dim % self.n_heads:
             raise ValueError(f"config dim={self.dim} must be divisible by n_heads={self.n_heads}")
         if self.objective == "masked_item" and self.loss != "softmax" and self.sampler != "uniform":

@@ -150,7 +150,7 @@ def test_time_aware_layers_swap_in_by_config_like_every_layer():
     assert parse_set(["layer=hstu"]) == {"layer": "hstu"}
 
 
-@pytest.mark.parametrize("value", [0, -0.1, True, "x"])
+@pytest.mark.parametrize("value", [0, -0.1, True, "x", float("inf"), float("nan")])
 def test_temperature_must_be_a_positive_number(value):
     with pytest.raises(ValueError, match="temperature"):
         Config(temperature=value)

@@ -15,7 +15,6 @@ from seqrec.cli.common import (
     PLOT_FORMATS,
     Accelerator,
     DataOpt,
-    ForceOpt,
     FormatOpt,
     ItemColOpt,
     KOpt,
@@ -60,7 +59,7 @@ def compare(
     k: KOpt = 10,
     plot: Annotated[Path | None, typer.Option(
         "--plot", help="Draw the NDCG / coverage front to this image (.png, .svg, .pdf).")] = None,
-    force: ForceOpt = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --plot.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     accelerator: Annotated[Accelerator | None, typer.Option(
         "--accelerator", help="Device type for the transformer models [default: cpu].")] = None,
