@@ -3,8 +3,9 @@
 Item embeddings are shared with the output layer: the score of item ``i`` for a hidden state
 ``h`` is ``h · E[i]`` (``similarity="dot"``), or with both sides L2-normalised and the hidden
 side divided by a temperature (``"cosine"``: the output hidden states and candidate embeddings
-carry the normalisation, so every consumer keeps scoring with a plain dot product). Index 0 (PAD) and, when the objective needs it, ``n_items + 1`` (MASK)
-have embeddings but are never scored as candidates.
+carry the normalisation, so every consumer keeps scoring with a plain dot product). Index 0
+(PAD) and, when the objective needs it, ``n_items + 1`` (MASK) have embeddings but are never
+scored as candidates.
 """
 
 from __future__ import annotations

@@ -191,26 +191,26 @@ class SequentialRecommender:
             ``(n, stop - start)`` float32 on CPU; PAD (item 0) at ``-inf``.
         """
         assert self.parts is not None
-        table = self.parts.encoder.candidate_embeddings()
-        stop = table.shape[0] if stop is None else stop
+        stop = self.parts.encoder.n_items + 1 if stop is None else stop
         with torch.no_grad():
-            scores = (hidden @ self._columns(table, start, stop)).cpu()  # (n, stop - start)
+            scores = (hidden @ self._columns(start, stop)).cpu()  # (n, stop - start)
         if start == 0:
             scores[:, 0] = float("-inf")
         return scores
 
-    def _columns(self, table: Tensor, start: int, stop: int) -> Tensor:
-        """``(dim, stop - start)`` float32 rows ``start .. stop - 1`` of ``table`` transposed and
-        contiguous (on CPU up to 2x faster to multiply, same bits); the last one (<= 64 MiB) is
-        kept for a ranking call's tiles, keyed by the item weights' storage and version (training
-        bumps it after fused optimizer steps, which do not; ``table`` may be derived afresh)."""
-        columns = table[start:stop].detach().float().T
-        weight = self.parts.encoder.item_embedding.weight  # type: ignore[union-attr]
+    def _columns(self, start: int, stop: int) -> Tensor:
+        """``(dim, stop - start)`` float32 candidate rows transposed, contiguous (up to 2x faster
+        on CPU, same bits); the last (<= 64 MiB) is kept for a ranking call's tiles, keyed by the
+        item weights' storage and version, which training bumps after fused optimizer steps."""
+        encoder = self.parts.encoder  # type: ignore[union-attr]
+        weight = encoder.item_embedding.weight
+        key = (start, stop, weight.device, weight.data_ptr(), weight._version)
+        if self._columns_cache is not None and self._columns_cache[0] == key:
+            return self._columns_cache[1]
+        columns = encoder.candidate_embeddings()[start:stop].detach().float().T
         if weight.is_inference() or columns.numel() > 2**24:  # no version counter / too large
             return columns
-        key = (start, stop, table.device, weight.data_ptr(), weight._version)
-        if self._columns_cache is None or self._columns_cache[0] != key:
-            self._columns_cache = (key, columns.contiguous())
+        self._columns_cache = (key, columns.contiguous())
         return self._columns_cache[1]
 
     def score_candidates(self, hidden: Tensor, items: Tensor) -> Tensor:
