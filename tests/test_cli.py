@@ -390,6 +390,18 @@ def test_compare_quiet_prints_only_the_result(log: Path) -> None:
     result = ok("compare", "--data", log, "--split", "loo", "--models", "popular", "--quiet")
     assert "popular" in result.stdout
     assert "training" not in result.stderr and "epoch" not in result.stderr
+    assert "data:" not in result.stderr
+
+
+def test_compare_reports_the_data_and_the_split_as_train_does(log: Path) -> None:
+    compared = ok("compare", "--data", log, "--split", "loo", "--models", "popular")
+    trained = ok("train", "--data", log, "--split", "loo", "--preset", "popular", "--out",
+                 log.parent / "popular_model")
+    lines = trained.stderr.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("data:"))
+    last = next(i for i, line in enumerate(lines) if line.startswith("  test:"))
+    report = "\n".join(lines[first:last + 1])
+    assert "leave_one_out:" in report and report in compared.stderr
 
 
 def test_parse_errors_use_the_one_error_form(model_dir: Path) -> None:

@@ -107,6 +107,10 @@ def compare(
         raise CliError("--targets: only with --split time")
     parts = make_split(dataset, split, test_days, test_fraction, repeat=repeat,
                        targets=value(targets) or "all")
+    if not quiet:
+        typer.echo(f"data: {dataset.n_users:,} users, {dataset.n_items:,} items, "
+                   f"{len(dataset.sequences.items):,} interactions", err=True)
+        typer.echo(parts.report.summary(), err=True)
     on_epoch, on_batch = progress_callbacks(quiet, progress)
     results: dict[str, dict[str, float]] = {}
     for name in names:
