@@ -524,3 +524,18 @@ def test_compare_reports_debiased_columns_and_the_first_target_protocol(tmp_path
     assert {"dndcg@10", "dhit_rate@10"} <= set(row)
     one_line_error(run("compare", "--data", log, "--split", "loo", "--targets", "first",
                        "--models", "popular"), "--targets")
+
+
+def test_table_titles_stay_on_one_line() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from seqrec.cli.common import metric_list, metrics_table
+
+    title = "test metrics (loo split, 22,363 users)"
+    for table in (metric_list({"ndcg@10": 0.05}, title=title),
+                  metrics_table({"popular": {"ndcg@10": 0.05}}, ["ndcg@10"], title=title)):
+        out = StringIO()
+        Console(file=out, width=200).print(table)
+        assert title in out.getvalue().splitlines()[0]

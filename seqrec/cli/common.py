@@ -305,7 +305,7 @@ def metrics_table(rows: dict[str, dict[str, float]], columns: list[str], title: 
                   extra: dict[str, dict[str, str]] | None = None) -> Any:
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=title, min_width=len(title or ""))  # the title on one line
     table.add_column("model")
     for column in columns:
         table.add_column(column, justify="right")
@@ -323,7 +323,7 @@ def metrics_table(rows: dict[str, dict[str, float]], columns: list[str], title: 
 def metric_list(metrics: dict[str, float], title: str) -> Any:
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", min_width=len(title))  # title on one line
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, number in metrics.items():
