@@ -1,9 +1,32 @@
-"""Shared by the benchmark scripts: peak memory from /proc, the CPU model, synthetic logs."""
+"""Shared by the benchmark scripts: peak memory from /proc, the CPU model, synthetic logs, a lock
+for results files that several runs update."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+
+@contextmanager
+def locked(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the sidecar ``<path>.lock`` for the block.
+
+    For a read-modify-write of a results file that runs finishing together may update at once:
+    each waits for the other's write instead of losing it. The lock file is created if missing
+    and never removed (removing it would let a waiter and a newcomer hold two different locks).
+    """
+    lock = Path(f"{path}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def status_kib(field: str) -> int:
@@ -67,7 +90,6 @@ def synthetic_interactions(n: int, n_users: int, n_items: int, seed: int = 0,
 def busiest_processes(limit: int = 4) -> str:
     """The busiest other processes (``ps`` CPU share over their lifetime, command cut to 50
     characters), for a results header: what else ran while the figures were taken."""
-    import os
     import subprocess
 
     lines = subprocess.run(["ps", "-eo", "pid,pcpu,args", "--sort=-pcpu"], capture_output=True,

@@ -3,7 +3,9 @@
 Usage (the parent script calls it): ``python _rectools_driver.py SPEC.json``. The spec names the
 data file (``.npz`` written once by the parent: train interactions, test histories, test users),
 the model settings, the epochs, the seed, the torch thread count and where to write the result
-(JSON plus the top-10 of every test user as ``.npy``). Nothing here imports seqrec.
+(JSON plus the top-10 of every test user as ``.npy``). Nothing here imports seqrec: the JSON,
+written last, is replaced atomically by ``seqrec/files.py``'s ``write_atomic``, loaded from
+its file (it needs only the standard library).
 """
 
 from __future__ import annotations
@@ -15,6 +17,18 @@ import sys
 import time
 import warnings
 from pathlib import Path
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """``seqrec.files.write_atomic`` without importing the seqrec package."""
+    import importlib.util
+
+    source = Path(__file__).resolve().parents[1] / "seqrec" / "files.py"
+    spec = importlib.util.spec_from_file_location("_seqrec_files", source)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.write_atomic(path, text)
 
 
 def main(spec_path: str) -> None:
@@ -139,7 +153,7 @@ def main(spec_path: str) -> None:
         out = Path(spec["out"])
         np.save(out.with_suffix(".val_lists.npy"), np.stack(val_lists))
         np.save(out.with_suffix(".top10.npy"), top10(reco, data["test_user"]))
-        out.write_text(json.dumps({
+        _write_atomic(out, json.dumps({
             "library": "rectools", "version": rectools.__version__, "torch": torch.__version__,
             "threads": torch.get_num_threads(), "points": points,
             "epoch_seconds": epoch_seconds, "epoch_cpu_seconds": epoch_cpu_seconds,
@@ -167,7 +181,7 @@ def main(spec_path: str) -> None:
     np.save(out.with_suffix(".top10.npy"), top)
     # the Lightning module is trained in place; count what RecTools actually trained on
     n_train_sequences = int((pd.Series(data["train_user"]).value_counts() >= 2).sum())
-    out.write_text(json.dumps({
+    _write_atomic(out, json.dumps({
         "library": "rectools",
         "version": rectools.__version__,
         "torch": torch.__version__,

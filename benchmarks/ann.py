@@ -31,6 +31,7 @@ from _common import busiest_processes, cpu_model, status_kib  # noqa: E402  (ben
 
 import seqrec
 from seqrec.ann import AnnConfig, build_index, index_bytes, rank_rows_ann
+from seqrec.files import write_atomic
 from seqrec.filters import Filters, ItemSets
 from seqrec.rank import rank_rows
 
@@ -179,7 +180,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out != "-":
-        Path(args.out).write_text(text)
+        write_atomic(args.out, text)
 
 
 if __name__ == "__main__":

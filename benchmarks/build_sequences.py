@@ -28,6 +28,7 @@ import numpy as np
 from _common import cpu_model, reset_peak, status_kib, synthetic_interactions  # noqa: E402  (benchmarks/ helper)
 
 from seqrec.data import build_dataset
+from seqrec.files import write_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results" / "build_sequences.md"
 
@@ -107,7 +108,7 @@ before it; target: under 10 s and 2 GB.
 |---|---|
 {table}
 """
-    RESULTS.write_text(text)
+    write_atomic(RESULTS, text)
     print(f"wrote {RESULTS}")
 
 

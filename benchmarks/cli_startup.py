@@ -22,6 +22,8 @@ from pathlib import Path
 
 from _common import cpu_model  # noqa: E402  (benchmarks/ helper)
 
+from seqrec.files import write_atomic
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 COMMANDS = {"seqrec --help": ["-m", "seqrec", "--help"], "import seqrec": ["-c", "import seqrec"]}
@@ -93,7 +95,7 @@ def main() -> None:
         *rows, "", "`python -X importtime -m seqrec --help` (one run each):", "", *profiles, ""])
     print(text)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "cli_startup.md").write_text(text)
+    write_atomic(RESULTS / "cli_startup.md", text)
 
 
 if __name__ == "__main__":

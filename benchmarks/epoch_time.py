@@ -32,6 +32,7 @@ import seqrec
 from seqrec.build import build_parts
 from seqrec.config import parse_set, preset
 from seqrec.data import leave_one_out, load_dataset, load_s3rec, time_split
+from seqrec.files import write_atomic
 from seqrec.train import fit
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -118,7 +119,7 @@ def profile_main(args: argparse.Namespace, dataset, train) -> None:
             "at the matmul rate measured in this process (`train_speed.py`).\n\n"
             + "\n".join(lines) + "\n")
     suffix = f"_{args.tag}" if args.tag else ""
-    (RESULTS / f"epoch_profile_{args.dataset}{suffix}.md").write_text(text)
+    write_atomic(RESULTS / f"epoch_profile_{args.dataset}{suffix}.md", text)
     print(text)
 
 
@@ -156,7 +157,7 @@ def main() -> None:
             + "\n".join(lines) + "\n")
     RESULTS.mkdir(exist_ok=True)
     suffix = f"_{args.tag}" if args.tag else ""
-    (RESULTS / f"epoch_time_{args.dataset}{suffix}.md").write_text(text)
+    write_atomic(RESULTS / f"epoch_time_{args.dataset}{suffix}.md", text)
     print(text)
 
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from seqrec.build import build_parts
 from seqrec.config import preset
 from seqrec.data import load_dataset, time_split
+from seqrec.files import write_atomic
 from seqrec.losses import candidate_logits, picked_logits, prior_logit
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -152,7 +153,7 @@ def main() -> None:
             f"Command: `python benchmarks/gbce_reference.py`; {time.strftime('%Y-%m-%d %H:%M')}; "
             f"load average {load}\n\n" + "\n".join(out) + "\n")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "gbce_reference_ml100k.md").write_text(text)
+    write_atomic(RESULTS / "gbce_reference_ml100k.md", text)
     print(text)
 
 

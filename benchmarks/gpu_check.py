@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from seqrec.files import write_atomic
+
 RESULTS = Path(__file__).resolve().parent / "results" / "gpu.md"
 BEAUTY = Path(__file__).resolve().parents[2] / "shared" / "data" / "s3rec" / "Beauty.txt"
 
@@ -133,7 +135,7 @@ def main() -> None:
         else:
             lines.append(f"| {row['precision']} | {row['compile']} | step at "
                          f"{row['n_items']:,} items | {row['step_s'] * 1000:.1f} ms |")
-    RESULTS.write_text(f"""## GPU check
+    write_atomic(RESULTS, f"""## GPU check
 
 Command: `python benchmarks/gpu_check.py {' '.join(sys.argv[1:])}` ({datetime.date.today()},
 commit {commit}); device {device}, torch {torch.__version__}, CUDA {torch.version.cuda}.

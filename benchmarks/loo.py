@@ -38,6 +38,7 @@ from seqrec.config import parse_set
 from seqrec.data import leave_one_out, load_movielens, load_recbole, load_s3rec, load_sasrec
 from seqrec.data.loaders import DatasetFormat, load_dataset
 from seqrec.data.sequences import Dataset
+from seqrec.files import write_atomic
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS = {
@@ -196,12 +197,12 @@ def main() -> None:
     frame = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"loo_{args.dataset}_dim{args.dim}{'_' + args.tag if args.tag else ''}"
-    frame.to_csv(args.out / f"{stem}.csv", index=False)
+    write_atomic(args.out / f"{stem}.csv", frame.to_csv(index=False))
     text = (f"### Leave-one-out, {args.dataset}, dim {args.dim}\n\n"
             f"Command: `python benchmarks/loo.py {' '.join(sys.argv[1:])}`  \n"
             f"Date: {time.strftime('%Y-%m-%d')}; machine: {machine(args.jobs)}; seqrec {seqrec.__version__}, "
             f"torch {torch.__version__}\n\n{table(frame, args.dataset)}\n")
-    (args.out / f"{stem}.md").write_text(text)
+    write_atomic(args.out / f"{stem}.md", text)
     print(text)
 
 

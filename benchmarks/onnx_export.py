@@ -30,6 +30,7 @@ import seqrec
 from seqrec.build import build_parts
 from seqrec.config import preset
 from seqrec.export import export_onnx
+from seqrec.files import write_atomic
 from seqrec.recommender import SequentialRecommender
 
 N_ITEMS = 10_000
@@ -123,7 +124,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out != "-":
-        Path(args.out).write_text(text)
+        write_atomic(args.out, text)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 from _common import busiest_processes, cpu_model  # noqa: E402  (benchmarks/ helper)
 
+from seqrec.files import write_atomic
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DATA = REPO.parent / "shared" / "data" / "s3rec" / "Beauty.txt"
@@ -80,8 +82,8 @@ def child(tree: str, model_dir: str, out: str, repeats: int) -> None:
     stages["total (profiled)"] = total
     np.save(out + ".items.npy", lists["item_id"].to_numpy())
     np.save(out + ".scores.npy", lists["score"].to_numpy())
-    Path(out).write_text(json.dumps({"cpu": cpu, "wall": wall, "stages": stages,
-                                     "users": int(len(users))}))
+    write_atomic(out, json.dumps({"cpu": cpu, "wall": wall, "stages": stages,
+                                 "users": int(len(users))}))
 
 
 def fit_models(dims: list[int], folder: Path) -> dict[int, Path]:
@@ -199,7 +201,7 @@ mapping, filters' set-up and building the DataFrame):
 |---|---|{'---|' * (len(STAGES) + 2)}
 {chr(10).join(stage_rows)}
 """
-    RESULTS.write_text(text)
+    write_atomic(RESULTS, text)
     print(text)
 
 

@@ -38,6 +38,7 @@ from _common import busiest_processes, cpu_model, reset_peak, status_kib, synthe
 import seqrec
 from seqrec.data.build import build_dataset
 from seqrec.data.catalogue import IdIndex
+from seqrec.files import write_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results" / "recommend_scale.md"
 
@@ -109,7 +110,7 @@ Top-10 for every user, seen items filtered, the whole catalogue scored exactly i
 """
     print(text)
     if not args.no_write:
-        RESULTS.write_text(text)
+        write_atomic(RESULTS, text)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ from pathlib import Path
 
 from _common import cpu_model, reset_peak, status_kib, synthetic_interactions  # noqa: E402  (benchmarks/ helper)
 
+from seqrec.files import write_atomic
+
 RESULTS = Path(__file__).resolve().parent / "results" / "scaling.md"
 EVENTS_PER_USER = 20
 
@@ -263,7 +265,7 @@ bound it compares with half of MemAvailable. A refused full softmax is the `Memo
 
 {table}
 """
-    RESULTS.write_text(text)
+    write_atomic(RESULTS, text)
     print(f"wrote {RESULTS}")
 
 

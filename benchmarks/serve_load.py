@@ -43,7 +43,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import cpu_model  # noqa: E402
+from _common import cpu_model, locked  # noqa: E402
+
+from seqrec.files import write_atomic  # noqa: E402
 
 LUA = """
 wrk.method = "POST"
@@ -443,16 +445,18 @@ def commit() -> str:
 
 
 def write_section(out: Path, kind: str, text: str) -> None:
-    """Replace the ``## kind`` section of ``out`` (other sections stay)."""
+    """Replace the ``## kind`` section of ``out`` (other sections stay; a load run and an abuse
+    run finishing together take turns through ``<out>.lock``)."""
     title = "# HTTP serving: load and abuse (`benchmarks/serve_load.py`)\n"
-    old = out.read_text() if out.exists() else title
-    parts = old.split("\n## ")
-    head, sections = parts[0], {p.split("\n", 1)[0].strip(): p for p in parts[1:]}
-    sections[kind] = f"{kind}\n\n{text.strip()}\n"
-    order = ["load", "abuse"] + [k for k in sections if k not in ("load", "abuse")]
-    body = "\n## ".join([head.rstrip() + "\n"] + [sections[k].rstrip() + "\n" for k in order
-                                                  if k in sections])
-    out.write_text(body)
+    with locked(out):
+        old = out.read_text() if out.exists() else title
+        parts = old.split("\n## ")
+        head, sections = parts[0], {p.split("\n", 1)[0].strip(): p for p in parts[1:]}
+        sections[kind] = f"{kind}\n\n{text.strip()}\n"
+        order = ["load", "abuse"] + [k for k in sections if k not in ("load", "abuse")]
+        body = "\n## ".join([head.rstrip() + "\n"] + [sections[k].rstrip() + "\n"
+                                                      for k in order if k in sections])
+        write_atomic(out, body)
 
 
 def main() -> None:

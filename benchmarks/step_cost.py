@@ -26,6 +26,8 @@ from pathlib import Path
 
 from _common import cpu_model, status_kib  # noqa: E402  (benchmarks/ helper)
 
+from seqrec.files import write_atomic
+
 RESULTS = Path(__file__).resolve().parent / "results" / "step_cost.md"
 BATCH, SEQ_LEN, WARMUP = 128, 50, 5
 
@@ -123,7 +125,7 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     load = os.getloadavg()
-    RESULTS.write_text(f"""## Training step cost against catalogue size
+    write_atomic(RESULTS, f"""## Training step cost against catalogue size
 
 Command: `python benchmarks/step_cost.py {' '.join(sys.argv[1:])}` ({datetime.date.today()},
 commit {commit}). Machine: {os.cpu_count()} CPUs ({cpu_model()}), shared (load average at the end

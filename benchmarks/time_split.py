@@ -24,6 +24,7 @@ import torch
 from _common import cpu_model  # noqa: E402  (benchmarks/ helper)
 
 import seqrec
+from seqrec.files import write_atomic
 from seqrec.report import pareto_front, plot_front
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -108,7 +109,7 @@ def main() -> None:
             f"torch {torch.__version__}; seeds {args.seeds} (mean ± SD, ddof 0); wall {wall:.0f} s, "
             f"CPU {cpu_seconds:.0f} s; load average at the end {load}\n\n"
             + "\n".join(lines) + f"\n\n![Pareto front]({plot.relative_to(Path(__file__).parent)})\n")
-    (RESULTS / f"time_split_{args.dataset}.md").write_text(text)
+    write_atomic(RESULTS / f"time_split_{args.dataset}.md", text)
     print(text)
 
 

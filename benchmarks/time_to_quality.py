@@ -51,7 +51,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import busiest_processes, cpu_model  # noqa: E402  (benchmarks/ helper)
+from _common import busiest_processes, cpu_model, locked  # noqa: E402  (benchmarks/ helper)
 from vs_rectools import (  # noqa: E402  (benchmarks/ helper)
     COMMON,
     CONFIGS,
@@ -67,6 +67,7 @@ from vs_rectools import (  # noqa: E402  (benchmarks/ helper)
 )
 
 from seqrec.config import parse_set
+from seqrec.files import write_atomic
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -139,7 +140,7 @@ def seqrec_child(spec_path: str) -> None:
     out = Path(spec["out"])
     np.save(out.with_suffix(".val_lists.npy"), np.stack(val_lists))
     np.save(out.with_suffix(".test_lists.npy"), np.stack(test_lists))
-    out.write_text(json.dumps({
+    write_atomic(out, json.dumps({
         "library": "seqrec", "version": seqrec.__version__, "torch": torch.__version__,
         "threads": torch.get_num_threads(), "points": points, "stopped": stopped,
         "eval_cpu_seconds": clock["eval_cpu"],
@@ -331,7 +332,7 @@ def plot(curves: dict[str, dict], path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format=path.suffix[1:] or "png", dpi=120))
 
 
 def main() -> None:
@@ -377,26 +378,29 @@ def main() -> None:
             curve["command"] = command.strip()
             curve["overrides"] = parse_set(args.set)
             name = f"seqrec_{args.variant}" if args.variant else library
-            (RESULTS / f"time_to_quality_{name}.json").write_text(json.dumps(curve, indent=1))
+            write_atomic(RESULTS / f"time_to_quality_{name}.json", json.dumps(curve, indent=1))
             last = curve["points"][-1]
             print(f"{library}: {len(curve['points'])} points, {last['train_cpu_seconds']:.0f} "
                   f"training CPU s, best validation NDCG@10 "
                   f"{max(p['val_ndcg@10'] for p in curve['points']):.4f} "
                   f"({time.perf_counter() - start:.0f} s wall)", flush=True)
-    curves = {name: json.loads((RESULTS / f"time_to_quality_{name}.json").read_text())
-              for name in ("seqrec", "rectools")
-              if (RESULTS / f"time_to_quality_{name}.json").exists()}
-    if args.variant:
-        variants = {path.stem.removeprefix("time_to_quality_seqrec_"): json.loads(path.read_text())
-                    for path in sorted(RESULTS.glob("time_to_quality_seqrec_*.json"))}
-        text = variants_report(curves.get("seqrec"), variants)
-        (RESULTS / "time_to_quality_variants.md").write_text(text)
-        print(text)
-        return
-    commands = sorted({c["command"] for c in curves.values()})
-    plot(curves, RESULTS / "time_to_quality.png")
-    text = report(curves, "`; `".join(commands))
-    (RESULTS / "time_to_quality.md").write_text(text)
+    # runs finishing together take turns to read the saved curves and write the report, so the
+    # last report written holds every curve saved before it
+    report_path = RESULTS / ("time_to_quality_variants.md" if args.variant else "time_to_quality.md")
+    with locked(report_path):
+        curves = {name: json.loads((RESULTS / f"time_to_quality_{name}.json").read_text())
+                  for name in ("seqrec", "rectools")
+                  if (RESULTS / f"time_to_quality_{name}.json").exists()}
+        if args.variant:
+            variants = {path.stem.removeprefix("time_to_quality_seqrec_"):
+                        json.loads(path.read_text())
+                        for path in sorted(RESULTS.glob("time_to_quality_seqrec_*.json"))}
+            text = variants_report(curves.get("seqrec"), variants)
+        else:
+            commands = sorted({c["command"] for c in curves.values()})
+            plot(curves, RESULTS / "time_to_quality.png")
+            text = report(curves, "`; `".join(commands))
+        write_atomic(report_path, text)
     print(text)
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from _common import cpu_model  # noqa: E402  (benchmarks/ helper)
 
+from seqrec.files import write_atomic
 from seqrec.value.calibrators import fit_platt, sigmoid
 from seqrec.value.eligibility import EligibilityState, ItemRules, eligibility_mask
 from seqrec.value.online import OnlinePlatt
@@ -256,7 +257,7 @@ def main() -> None:
     text = "\n".join(header + [line for section in sections for line in [*section, ""]])
     print(text)
     if not args.no_write:
-        RESULTS.write_text(text)
+        write_atomic(RESULTS, text)
 
 
 if __name__ == "__main__":

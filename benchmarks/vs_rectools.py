@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import io
 import json
 import os
 import platform
@@ -46,6 +47,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from seqrec.files import write_atomic
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -213,7 +216,7 @@ def seqrec_child(spec_path: str) -> None:
     top[reco["history"].to_numpy(), reco["rank"].to_numpy() - 1] = reco["item_id"].to_numpy()
     out = Path(spec["out"])
     np.save(out.with_suffix(".top10.npy"), top)
-    out.write_text(json.dumps({
+    write_atomic(out, json.dumps({
         "library": "seqrec",
         "version": getattr(seqrec, "__version__", "unknown"),
         "torch": torch.__version__,
@@ -420,26 +423,27 @@ def write_csv(rows: list[dict]) -> None:
               "fit_cpu_seconds", "recommend_all_seconds", "recommend_all_cpu_seconds",
               "recommend_all_first_seconds", "recommend_all_first_cpu_seconds",
               "recommend_test_seconds", "peak_rss_kib", "ndcg@10", "recall@10"]
-    with CSV.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for r in rows:
-            for i, (seconds, cpu) in enumerate(zip(r["epoch_seconds"], r["epoch_cpu_seconds"],
-                                                   strict=True), start=1):
-                writer.writerow({**{k: r.get(k) for k in fields}, "epoch": i,
-                                 "epoch_seconds": round(seconds, 3),
-                                 "epoch_cpu_seconds": round(cpu, 3),
-                                 "sequences_per_s": round(r["n_train_sequences"] / seconds, 1),
-                                 "fit_seconds": round(r["fit_seconds"], 3),
-                                 "fit_cpu_seconds": round(r["fit_cpu_seconds"], 3),
-                                 "recommend_all_seconds": round(r["recommend_all_seconds"], 3),
-                                 "recommend_all_cpu_seconds": round(r["recommend_all_cpu_seconds"], 3),
-                                 "recommend_all_first_seconds": round(r["recommend_all_first_seconds"], 3),
-                                 "recommend_all_first_cpu_seconds":
-                                     round(r["recommend_all_first_cpu_seconds"], 3),
-                                 "recommend_test_seconds": round(r["recommend_test_seconds"], 3),
-                                 "ndcg@10": round(r["ndcg@10"], 5),
-                                 "recall@10": round(r["recall@10"], 5)})
+    buffer = io.StringIO()  # the csv module's own line ends, as open(newline="") keeps them
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    for r in rows:
+        for i, (seconds, cpu) in enumerate(zip(r["epoch_seconds"], r["epoch_cpu_seconds"],
+                                               strict=True), start=1):
+            writer.writerow({**{k: r.get(k) for k in fields}, "epoch": i,
+                             "epoch_seconds": round(seconds, 3),
+                             "epoch_cpu_seconds": round(cpu, 3),
+                             "sequences_per_s": round(r["n_train_sequences"] / seconds, 1),
+                             "fit_seconds": round(r["fit_seconds"], 3),
+                             "fit_cpu_seconds": round(r["fit_cpu_seconds"], 3),
+                             "recommend_all_seconds": round(r["recommend_all_seconds"], 3),
+                             "recommend_all_cpu_seconds": round(r["recommend_all_cpu_seconds"], 3),
+                             "recommend_all_first_seconds": round(r["recommend_all_first_seconds"], 3),
+                             "recommend_all_first_cpu_seconds":
+                                 round(r["recommend_all_first_cpu_seconds"], 3),
+                             "recommend_test_seconds": round(r["recommend_test_seconds"], 3),
+                             "ndcg@10": round(r["ndcg@10"], 5),
+                             "recall@10": round(r["recall@10"], 5)})
+    write_atomic(CSV, buffer.getvalue())
 
 
 def write_results(table: str, summary: list[dict], rows: list[dict], info: dict, command: str,
@@ -495,7 +499,7 @@ Lightning callback from epoch start to end; seqrec: wall from `FitResult.history
 calls after `fit`, both in the CSV); "peak RSS" the largest over runs. Per-run figures:
 `benchmarks/results/vs_rectools.csv`.
 """
-    RESULTS.write_text(text)
+    write_atomic(RESULTS, text)
     print(f"wrote {RESULTS} and {CSV}")
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from _common import busiest_processes, cpu_model  # noqa: E402  (benchmarks/ helper)
+from _common import busiest_processes, cpu_model, locked  # noqa: E402  (benchmarks/ helper)
 from torch import nn
 
 import seqrec
@@ -46,6 +46,7 @@ from seqrec.checkpoint import EpochRecord
 from seqrec.config import Runtime, parse_set, preset
 from seqrec.data import leave_one_out, load_s3rec
 from seqrec.data.catalogue import PAD
+from seqrec.files import write_atomic
 from seqrec.recommender import SequentialRecommender
 
 HERE = Path(__file__).resolve().parent
@@ -96,11 +97,16 @@ def commit() -> str:
 
 
 def replace_rows(path: Path, frame: pd.DataFrame, label: str) -> None:
-    """Write ``frame`` into the CSV at ``path`` in place of the rows of ``label``."""
-    if path.exists():
-        old = pd.read_csv(path)
-        frame = pd.concat([old[old["label"] != label], frame], ignore_index=True)
-    frame.to_csv(path, index=False)
+    """Write ``frame`` into the CSV at ``path`` in place of the rows of ``label``.
+
+    Runs finishing together do not lose each other's rows (the read-modify-write holds an
+    exclusive lock on ``<path>.lock``), and a kill mid-write leaves the old file whole.
+    """
+    with locked(path):
+        if path.exists():
+            old = pd.read_csv(path)
+            frame = pd.concat([old[old["label"] != label], frame], ignore_index=True)
+        write_atomic(path, frame.to_csv(index=False))
 
 
 def train(args: argparse.Namespace) -> None:
@@ -194,7 +200,8 @@ def plot(args: argparse.Namespace) -> None:
         ax.grid(alpha=0.3)
     ax_val.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(args.out / args.png, dpi=110)
+    write_atomic(args.out / args.png,
+                 lambda tmp: fig.savefig(tmp, format=Path(args.png).suffix[1:] or "png", dpi=110))
     print(f"wrote {args.out / args.png}")
 
 
