@@ -249,12 +249,17 @@ class _PickedLogits(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
         h, e, ids = ctx.saved_tensors
         block = ctx.block
+        need_h, need_e = ctx.needs_input_grad[:2]
         grad = grad.to(h.dtype)
-        grad_h, grad_e = torch.empty_like(h), torch.zeros_like(e)
+        grad_h = torch.empty_like(h) if need_h else None
+        grad_e = torch.zeros_like(e) if need_e else None
         dense = h.new_empty(min(block, len(h)), len(e))  # one block's sparse gradient, dense
         for s in range(0, len(h), block):
             end = min(s + block, len(h))
             g = dense[: end - s].zero_().scatter_add_(1, ids[s:end], grad[s:end])
-            torch.mm(g, e, out=grad_h[s:end])
-            grad_e.addmm_(g.T, h[s:end])
-        return grad_h.to(ctx.dtypes[0]), grad_e.to(ctx.dtypes[1]), None, None
+            if grad_h is not None:
+                torch.mm(g, e, out=grad_h[s:end])
+            if grad_e is not None:
+                grad_e.addmm_(g.T, h[s:end])
+        return (None if grad_h is None else grad_h.to(ctx.dtypes[0]),
+                None if grad_e is None else grad_e.to(ctx.dtypes[1]), None, None)

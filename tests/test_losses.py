@@ -255,6 +255,22 @@ def test_picked_logits_in_blocks_equal_the_full_matmul_and_gather(monkeypatch, b
         torch.testing.assert_close(g, w, atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("frozen", ["hidden", "embeddings"])
+def test_picked_logits_differentiate_only_what_needs_a_gradient(frozen):
+    generator = torch.Generator().manual_seed(4)
+    hidden = torch.randn(6, 5, generator=generator, requires_grad=frozen != "hidden")
+    embeddings = torch.randn(11, 5, generator=generator, requires_grad=frozen != "embeddings")
+    ids = torch.randint(0, 11, (6, 4), generator=generator)
+    weights = torch.randn(6, 4, generator=generator)
+    (picked_logits(hidden, embeddings, ids) * weights).sum().backward()
+    live, dead = (embeddings, hidden) if frozen == "hidden" else (hidden, embeddings)
+    want_live = live.detach().clone().requires_grad_()
+    pair = (hidden.detach(), want_live) if frozen == "hidden" else (want_live, embeddings.detach())
+    ((pair[0] @ pair[1].T).gather(1, ids) * weights).sum().backward()
+    assert dead.grad is None
+    torch.testing.assert_close(live.grad, want_live.grad, atol=1e-5, rtol=0)
+
+
 def test_picked_logits_of_no_targets_are_empty():
     hidden = torch.zeros(0, 4, requires_grad=True)
     logits = picked_logits(hidden, torch.randn(6, 4), torch.zeros(0, 3, dtype=torch.int64))
