@@ -58,8 +58,10 @@ RESULTS = HERE / "results" / "vs_rectools.md"
 CSV = HERE / "results" / "vs_rectools.csv"
 
 # settings common to every configuration (eSASRec paper / issue 5)
-COMMON = dict(n_layers=1, n_heads=1, dropout=0.2, max_seq_len=50, n_negatives=256,
-              batch_size=128, lr=1e-3)
+# item_dropout: RecTools drops the item table at its dropout_rate (0.2); seqrec's `esasrec` preset
+# scales it with the width (0.4 at dim 256), so the recipe fixes it for both libraries
+COMMON = dict(n_layers=1, n_heads=1, dropout=0.2, item_dropout=0.2, max_seq_len=50,
+              n_negatives=256, batch_size=128, lr=1e-3)
 CONFIGS = {
     "esasrec256": dict(preset="esasrec", layer="ligr", dim=256, ff_multiplier=4),
     "esasrec64": dict(preset="esasrec", layer="ligr", dim=64, ff_multiplier=4),
@@ -171,8 +173,9 @@ def seqrec_setup(spec: dict) -> tuple[Any, Any, Any]:
     data = np.load(spec["data"])
     dataset = build_dataset(pd.DataFrame({"user_id": data["train_user"], "item_id": data["train_item"],
                                           "timestamp": data["train_time"]}))
-    settings = {k: spec[k] for k in ("dim", "n_layers", "n_heads", "dropout", "max_seq_len",
-                                     "n_negatives", "batch_size", "lr", "ff_multiplier")}
+    settings = {k: spec[k] for k in ("dim", "n_layers", "n_heads", "dropout", "item_dropout",
+                                     "max_seq_len", "n_negatives", "batch_size", "lr",
+                                     "ff_multiplier")}
     settings.update(spec.get("overrides", {}))  # a time-to-quality variant's --set
     model = SequentialRecommender(preset(spec["preset"], **settings, epochs=spec["epochs"],
                                          patience=0, seed=spec["seed"]))

@@ -109,7 +109,7 @@ def build_encoder(config: Config, n_items: int, with_mask_token: bool) -> Sequen
         for _ in range(config.n_layers)
     ]
     return SequenceEncoder(n_items, config.dim, config.max_seq_len, config.dropout, layers,
-                           with_mask_token=with_mask_token, item_dropout=config.item_dropout,
+                           with_mask_token=with_mask_token, item_dropout=config.item_dropout_rate,
                            final_norm=config.final_norm, similarity=config.similarity,
                            temperature=config.temperature)
 

@@ -159,3 +159,38 @@ def test_temperature_must_be_a_positive_number(value):
 def test_similarity_names_the_allowed_values():
     with pytest.raises(ValueError, match="similarity='l2'.*dot, cosine"):
         Config(similarity="l2")
+
+
+def test_item_dropout_by_width_grows_with_the_table_and_is_exact_at_dim_64():
+    from seqrec.config import item_dropout_for_width
+
+    assert item_dropout_for_width(64) == 0.2  # exactly: dim-64 runs train as with 0.2
+    assert item_dropout_for_width(128) == pytest.approx(0.3)
+    assert item_dropout_for_width(256) == pytest.approx(0.4)
+    assert item_dropout_for_width(16) == 0.0 and item_dropout_for_width(4096) == 0.5
+    assert Config(item_dropout="width", dim=256).item_dropout_rate == pytest.approx(0.4)
+    assert Config(item_dropout=0.1, dim=256).item_dropout_rate == 0.1
+
+
+def test_item_dropout_width_round_trips_and_parses_from_the_command_line():
+    config = Config(item_dropout="width")
+    assert Config.from_toml(config.to_toml()) == config
+    assert parse_set(["item_dropout=width"]) == {"item_dropout": "width"}
+    with pytest.raises(ValueError, match=r"item_dropout='wide'.*\[0, 1\) or \"width\""):
+        Config(item_dropout="wide")
+
+
+def test_the_encoder_drops_item_rows_at_the_rate_of_its_width():
+    from seqrec.build import build_parts
+
+    for dim, rate in ((64, 0.2), (256, 0.4)):
+        parts = build_parts(Config(item_dropout="width", dim=dim), n_items=10)
+        assert parts.encoder.item_dropout == pytest.approx(rate)
+
+
+def test_the_esasrec_preset_scales_its_item_dropout_when_only_the_width_is_set():
+    assert preset("esasrec").item_dropout_rate == 0.2
+    assert preset("esasrec").replace(dim=256).item_dropout_rate == pytest.approx(0.4)
+    assert parse_set(["dim=128"]) and preset("esasrec", **parse_set(["dim=128"])) \
+        .item_dropout_rate == pytest.approx(0.3)
+    assert preset("esasrec", dim=256, item_dropout=0.2).item_dropout_rate == 0.2  # set wins
