@@ -18,7 +18,7 @@ _MODULE_OF = {
     # configuration
     "PRESETS": "config",
     "Config": "config",
-    "Runtime": "config",
+    "Runtime": "runtime",
     "preset": "config",
     # data
     "Dataset": "data.sequences",
@@ -106,7 +106,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
     from seqrec.checkpoint import EpochRecord, FitResult
-    from seqrec.config import PRESETS, Config, Runtime, preset
+    from seqrec.config import PRESETS, Config, preset
     from seqrec.data.align import align_to_catalogue
     from seqrec.data.build import build_dataset
     from seqrec.data.held_out import Split
@@ -131,6 +131,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
     from seqrec.popular import PopularRecommender
     from seqrec.recommender import SequentialRecommender, build_model, esasrec
     from seqrec.runs import RunResult, train_and_save
+    from seqrec.runtime import Runtime
 
 
 def __getattr__(name: str) -> Any:
