@@ -234,7 +234,7 @@ def item_dropout_for_width(dim: int) -> float:
     Returns:
         The dropout rate, in [0, 0.5].
     """
-    return min(0.5, max(0.0, 0.2 + 0.1 * math.log2(dim / 64)))
+    return round(min(0.5, max(0.0, 0.2 + 0.1 * math.log2(dim / 64))), 6)  # 0.3, not 0.30000000000000004
 
 
 PRESETS: dict[str, dict[str, Any]] = {

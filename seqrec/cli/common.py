@@ -301,11 +301,20 @@ def fmt(number: float | None) -> str:
     return f"{number:.4f}"
 
 
+def _titled(title: str | None, table: Any) -> Any:
+    """``table`` under ``title`` on a line of its own (a rich table title wraps to the table's
+    width; widening the table to fit it pads every column instead)."""
+    from rich.console import Group
+    from rich.text import Text
+
+    return table if title is None else Group(Text(title, style="italic"), table)
+
+
 def metrics_table(rows: dict[str, dict[str, float]], columns: list[str], title: str | None = None,
                   extra: dict[str, dict[str, str]] | None = None) -> Any:
     from rich.table import Table
 
-    table = Table(title=title, min_width=len(title or ""))  # the title on one line
+    table = Table()
     table.add_column("model")
     for column in columns:
         table.add_column(column, justify="right")
@@ -317,15 +326,15 @@ def metrics_table(rows: dict[str, dict[str, float]], columns: list[str], title: 
                  for column in columns]
         cells += [(extra or {}).get(name, {}).get(column, "") for column in extra_columns]
         table.add_row(name, *cells)
-    return table
+    return _titled(title, table)
 
 
 def metric_list(metrics: dict[str, float], title: str) -> Any:
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", min_width=len(title))  # title on one line
+    table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, number in metrics.items():
         table.add_row(name, fmt(number))
-    return table
+    return _titled(title, table)

@@ -93,6 +93,14 @@ def compare(
     names = [name.strip() for name in models.split(",") if name.strip()]
     if not names or len(set(names)) != len(names):
         raise CliError(f"--models {models!r}: give distinct preset names, comma-separated")
+    from seqrec.config import PRESETS
+
+    unknown = [name for name in names if name != "popular" and name not in PRESETS]
+    if unknown:
+        raise CliError(f"--models: unknown preset(s) {', '.join(unknown)}; expected popular or "
+                       f"one of {', '.join(PRESETS)}")
+    if sets and set(names) == {"popular"}:
+        raise CliError("--set: applies to the sequential models; --models has only popular")
     configs = {name: None if name == "popular" else make_config(name, None, sets)
                for name in names}
     if plot is not None and plot.suffix.lower() not in PLOT_FORMATS:

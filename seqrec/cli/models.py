@@ -235,7 +235,12 @@ def info(
             table.add_row(key, fmt(item) if isinstance(item, float) else str(item))
     for name, number in (meta.get("metrics") or {}).items():
         table.add_row(f"test {name}", fmt(number))
-    for name, setting in (meta.get("preset_config") or {}).items():
+    saved = meta.get("preset_config") or {}
+    for name, setting in saved.items():
+        if name == "item_dropout" and setting == "width":  # the rate it trained with, too
+            from seqrec.config import item_dropout_for_width
+
+            setting = f"width ({item_dropout_for_width(saved.get('dim', 64)):g})"
         table.add_row(f"config.{name}", str(setting))
     console().print(table)
 

@@ -104,13 +104,14 @@ def quickstart(
     popular.fit(dataset, split.train)
     names = ("ndcg@10", "recall@10", "mrr@10", "coverage@10")
     metrics = {"esasrec": result.metrics, "popular": evaluate(popular, split.test, k=10).means}
-    if quiet:
+    table = metrics_table({k: {n: v[n] for n in names} for k, v in metrics.items()}, list(names))
+    if quiet:  # the results only: the metrics and where the model is
+        out_console.print(table)
         typer.echo(f"{out}")
         return
     out_console.print("MovieLens test users: each user's last movie held out (leave-one-out), "
                       "every movie ranked, seen movies filtered")
-    out_console.print(metrics_table({k: {n: v[n] for n in names} for k, v in metrics.items()},
-                                    list(names)))
+    out_console.print(table)
     fit_result = result.fit_result
     assert fit_result is not None
     out_console.print(f"eSASRec best epoch {fit_result.best_epoch} of {len(fit_result.history)}; "
@@ -163,8 +164,8 @@ def train(
     sets: SetOpt = None,
     split: Annotated[TrainSplit, typer.Option(
         "--split",
-        help="Validation and test split (see evaluate) [default: loo, the eSASRec paper's "
-        "leave-one-out]; none: train on everything, no early stopping, no test metrics.")] = "loo",
+        help="Validation and test split (see evaluate); loo is the eSASRec paper's "
+        "leave-one-out; none: train on everything, no early stopping, no test metrics.")] = "loo",
     test_days: TestDaysOpt = None,
     test_fraction: TestFractionOpt = None,
     accelerator: Annotated[Accelerator | None, typer.Option(
