@@ -226,7 +226,7 @@ def item_dropout_for_width(dim: int) -> float:
     section 1): with 0.2 at every width, dim 128 and 256 drive the training loss down several
     times faster than dim 64 and stop improving on validation after 12-26 epochs, below dim 64;
     0.4 at dim 256 holds it at the eSASRec paper's figures (Recall@10 / NDCG@10 0.0916 / 0.0527
-    over 3 seeds, paper 0.0928 / 0.0523); 0.3 at dim 128 gives 0.0916 / 0.0552 (2 seeds, dim 64: 0.0909 / 0.0539).
+    over 3 seeds, paper 0.0928 / 0.0523); 0.3 at dim 128 gives 0.0912 / 0.0549 (3 seeds; dim 64: 0.0909 / 0.0539).
 
     Args:
         dim: embedding width (>= 1).
