@@ -196,15 +196,24 @@ def make_split(dataset: Any, split: Any, test_days: float | None, test_fraction:
     return result
 
 
+def echo_data_report(dataset: Any, split: Any) -> None:
+    """The loaded log's size and, unless ``split`` is None, its split report, on stderr."""
+    typer.echo(f"data: {dataset.n_users:,} users, {dataset.n_items:,} items, "
+               f"{len(dataset.sequences.items):,} interactions", err=True)
+    if split is not None:
+        typer.echo(split.report.summary(), err=True)
+
+
 # ---- configs and models --------------------------------------------------------------------------
 def make_config(preset_name: str, config_file: Path | None, sets: list[str] | None,
-                base: Any = None) -> Any:
-    """Preset (or ``base``), then the TOML file, then ``--set`` overrides."""
+                base: Any = None, option: str = "--preset") -> Any:
+    """Preset (or ``base``), then the TOML file, then ``--set`` overrides; ``option`` is the
+    command-line option that named the preset (for the error an unknown name gets)."""
     from seqrec.config import PRESETS, Config, parse_set, preset
 
     if base is None:
         if preset_name not in PRESETS:
-            raise CliError(f"--preset {preset_name!r}: unknown; expected popular or one of "
+            raise CliError(f"{option} {preset_name!r}: unknown; expected popular or one of "
                            f"{', '.join(PRESETS)}")
         base = preset(preset_name)
     if config_file is not None:

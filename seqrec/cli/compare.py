@@ -33,6 +33,7 @@ from seqrec.cli.common import (
     check_out_file,
     check_split_options,
     console,
+    echo_data_report,
     load_data,
     make_config,
     make_split,
@@ -93,15 +94,10 @@ def compare(
     names = [name.strip() for name in models.split(",") if name.strip()]
     if not names or len(set(names)) != len(names):
         raise CliError(f"--models {models!r}: give distinct preset names, comma-separated")
-    from seqrec.config import PRESETS
-
-    unknown = [name for name in names if name != "popular" and name not in PRESETS]
-    if unknown:
-        raise CliError(f"--models: unknown preset(s) {', '.join(unknown)}; expected popular or "
-                       f"one of {', '.join(PRESETS)}")
     if sets and set(names) == {"popular"}:
         raise CliError("--set: applies to the sequential models; --models has only popular")
-    configs = {name: None if name == "popular" else make_config(name, None, sets)
+    configs = {name: None if name == "popular" else make_config(name, None, sets,
+                                                                option="--models")
                for name in names}
     if plot is not None and plot.suffix.lower() not in PLOT_FORMATS:
         raise CliError(f"--plot {plot}: unknown image format {plot.suffix or '(none)'!r}; use "
@@ -116,9 +112,7 @@ def compare(
     parts = make_split(dataset, split, test_days, test_fraction, repeat=repeat,
                        targets=value(targets) or "all")
     if not quiet:
-        typer.echo(f"data: {dataset.n_users:,} users, {dataset.n_items:,} items, "
-                   f"{len(dataset.sequences.items):,} interactions", err=True)
-        typer.echo(parts.report.summary(), err=True)
+        echo_data_report(dataset, parts)
     on_epoch, on_batch = progress_callbacks(quiet, progress)
     results: dict[str, dict[str, float]] = {}
     for name in names:

@@ -30,6 +30,7 @@ from seqrec.cli.common import (
     check_split_options,
     choices,
     console,
+    echo_data_report,
     fmt,
     load_data,
     make_config,
@@ -255,10 +256,7 @@ def train(
     parts = make_split(dataset, split, test_days, test_fraction, repeat=repeat)
     out_console = console()
     if not quiet:
-        typer.echo(f"data: {dataset.n_users:,} users, {dataset.n_items:,} items, "
-                   f"{len(dataset.sequences.items):,} interactions", err=True)
-        if parts is not None:
-            typer.echo(parts.report.summary(), err=True)
+        echo_data_report(dataset, parts)
     on_epoch, on_batch = progress_callbacks(quiet, progress)
     try:
         result = train_and_save(out, dataset, config, split=parts, runtime=runtime,
