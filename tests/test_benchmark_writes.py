@@ -160,3 +160,40 @@ def test_two_processes_replacing_rows_at_once_lose_none(tmp_path):
     counts = pd.read_csv(path)["label"].value_counts().to_dict()
     expected = {f"{prefix}{k}": 3 for prefix in ("p", "q") for k in range(ROUNDS)}
     assert counts == {"before": 2, **expected}
+
+
+def _die_mid_write(path: str, ready) -> None:
+    """One process: replace_rows whose rename never comes (it waits there to be killed)."""
+    import os
+    import time
+
+    replace_rows = _replace_rows()
+
+    def stop_here(*args):
+        ready.set()
+        time.sleep(300)
+
+    os.replace = stop_here  # write_atomic's last step: the new file is complete, not yet in place
+    replace_rows(Path(path), _rows("new", [9]), "new")
+
+
+@pytest.mark.timeout(600)
+def test_a_run_killed_mid_write_leaves_the_old_rows_and_frees_the_lock(tmp_path):
+    path = tmp_path / "runs.csv"
+    replace_rows = _replace_rows()
+    replace_rows(path, _rows("before", [1, 2]), "before")
+    before = path.read_bytes()
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    child = context.Process(target=_die_mid_write, args=(str(path), ready))
+    child.start()
+    try:
+        assert ready.wait(timeout=300), "the child never reached the rename"
+        child.kill()  # SIGKILL while it holds the lock, its temporary file written
+        child.join(timeout=60)
+    finally:
+        if child.is_alive():
+            child.kill()
+    assert path.read_bytes() == before  # the old file, whole
+    replace_rows(path, _rows("after", [3]), "after")  # the lock died with its holder
+    assert pd.read_csv(path)["label"].tolist() == ["before", "before", "after"]
