@@ -111,7 +111,8 @@ def build_encoder(config: Config, n_items: int, with_mask_token: bool) -> Sequen
     return SequenceEncoder(n_items, config.dim, config.max_seq_len, config.dropout, layers,
                            with_mask_token=with_mask_token, item_dropout=config.item_dropout_rate,
                            final_norm=config.final_norm, similarity=config.similarity,
-                           temperature=config.temperature)
+                           temperature=config.temperature,
+                           stochastic_depth=config.stochastic_depth)
 
 
 def build_parts(config: Config, n_items: int) -> Parts:

@@ -62,7 +62,10 @@ class Config:
     for the input lookups and the scored candidates (RecTools 0.13, which the eSASRec reference
     code runs on, applies its dropout rate there); a rate in [0, 1), or ``"width"`` for
     :func:`item_dropout_for_width` of ``dim`` (0.2 at dim 64, 0.4 at dim 256: a wider item
-    table memorises the training sequences sooner and needs more of it). ``final_norm``: a layer norm after the last
+    table memorises the training sequences sooner and needs more of it). ``stochastic_depth``:
+    the chance that training skips the last block for a sequence, rising linearly from 0 at the
+    first block (Huang et al., ECCV 2016; see :class:`seqrec.model.SequenceEncoder`); no effect
+    with one block. ``final_norm``: a layer norm after the last
     block. ``adam_beta1`` / ``adam_beta2``: Adam's betas. ``bucket_batches``: batches per
     length-sorting chunk (1 = plain shuffled batches, each padded to its own longest row).
     ``target_weighting``: ``"batch"`` minimises each batch's mean loss over its targets;
@@ -87,6 +90,7 @@ class Config:
     n_heads: int = 1
     dropout: float = 0.2
     item_dropout: float | Literal["width"] = 0.0
+    stochastic_depth: float = 0.0
     final_norm: bool = True
     max_seq_len: int = 50
     ff_multiplier: int = 4
@@ -123,7 +127,7 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not low <= value <= high:
                 raise ValueError(f"config {name}={value!r}: expected a number in [{low}, {high}]")
-        for name in ("dropout", "item_dropout", "adam_beta1", "adam_beta2"):
+        for name in ("dropout", "item_dropout", "stochastic_depth", "adam_beta1", "adam_beta2"):
             value = getattr(self, name)
             if name == "item_dropout" and value == "width":
                 continue

@@ -41,12 +41,19 @@ class SequenceEncoder(nn.Module):
         similarity: ``"dot"`` or ``"cosine"``: ``h / (|h| τ) · E[i] / |E[i]|``, as the HSTU
             (arXiv 2402.17152) and FuXi-α (arXiv 2502.00679) reference code trains.
         temperature: τ of ``"cosine"`` (0.05 in both reference codes); unused for ``"dot"``.
+        stochastic_depth: stochastic depth (Huang et al., ECCV 2016, "Deep Networks with
+            Stochastic Depth"; per block, as LayerDrop, Fan et al., ICLR 2020): in training, each
+            block is skipped for a whole sequence with probability ``p_i``, rising linearly from 0
+            at the first block to ``stochastic_depth`` at the last (timm's ``drop_path`` rule), and
+            a kept block's change to its input is scaled by ``1 / (1 - p_i)``. A single block is
+            never skipped; 0 turns it off.
     """
 
     def __init__(self, n_items: int, dim: int, max_seq_len: int, dropout: float,
                  layers: list[nn.Module], with_mask_token: bool = False,
                  item_dropout: float = 0.0, final_norm: bool = True,
-                 similarity: str = "dot", temperature: float = 0.05) -> None:
+                 similarity: str = "dot", temperature: float = 0.05,
+                 stochastic_depth: float = 0.0) -> None:
         super().__init__()
         self.similarity = similarity
         self.temperature = temperature
@@ -57,6 +64,8 @@ class SequenceEncoder(nn.Module):
         self.position_embedding = nn.Embedding(max_seq_len, dim)
         self.dropout = Dropout(dropout)
         self.layers = nn.ModuleList(layers)
+        last = max(len(layers) - 1, 1)
+        self.skip_rates = [stochastic_depth * i / last for i in range(len(layers))]
         self.final_norm = nn.LayerNorm(dim) if final_norm else nn.Identity()
         # item and position embeddings on the same scale, so that neither drowns the other at
         # the input (nn.Embedding's default N(0, 1) position table would swamp the items)
@@ -123,11 +132,21 @@ class SequenceEncoder(nn.Module):
         x = self.dropout(x) * (~is_padding).unsqueeze(-1)
         mask = attention_mask(is_padding, causal)
         for i, layer in enumerate(self.layers):
-            x = layer(x, mask, last_only=last_only and i == len(self.layers) - 1, times=times)
+            out = layer(x, mask, last_only=last_only and i == len(self.layers) - 1, times=times)
+            x = self._skip_block(x, out, self.skip_rates[i])
         x = self.final_norm(x)
         if self.similarity == "cosine":
             x = F.normalize(x, dim=-1, eps=COSINE_EPS) / self.temperature
         return x[:, -1] if last_only else x
+
+    def _skip_block(self, x: Tensor, out: Tensor, rate: float) -> Tensor:
+        """``out`` (a block's output for input ``x``, both ``(batch, seq_len, dim)``), or in
+        training with ``rate > 0``: ``x`` for a share ``rate`` of the sequences and
+        ``x + (out - x) / (1 - rate)`` for the rest (see ``stochastic_depth``)."""
+        if not self.training or rate == 0:
+            return out
+        keep = torch.rand(x.shape[0], 1, 1, device=x.device) >= rate
+        return x + (out - x) * (keep / (1 - rate))
 
     def output_rows(self, rows: Tensor) -> Tensor:
         """Item rows ``(n, dim)`` as candidates are scored: L2-normalised for ``"cosine"``,

@@ -139,3 +139,41 @@ def test_cosine_similarity_scores_are_cosines_over_the_temperature():
     norms = encoder.candidate_embeddings().norm(dim=1)
     torch.testing.assert_close(norms[1:], torch.ones(N_ITEMS), atol=1e-5, rtol=0)
     assert norms[0] == 0
+
+
+def _deep_encoder(stochastic_depth: float, n_layers: int = 3) -> SequenceEncoder:
+    torch.manual_seed(0)  # same weights whatever the rate: the rate draws no parameters
+    layers = [LiGRLayer(DIM, 2, 0.0, 2) for _ in range(n_layers)]
+    return SequenceEncoder(N_ITEMS, DIM, MAX_LEN, 0.0, layers, stochastic_depth=stochastic_depth)
+
+
+def test_stochastic_depth_rates_rise_linearly_from_zero_and_never_touch_a_single_block():
+    assert _deep_encoder(0.6, 4).skip_rates == pytest.approx([0.0, 0.2, 0.4, 0.6])
+    assert _deep_encoder(0.6, 1).skip_rates == [0.0]
+    single, plain = _deep_encoder(0.6, 1).train(), _deep_encoder(0.0, 1).train()
+    torch.manual_seed(1)
+    with_rate = single.encode(INPUTS, True)
+    torch.manual_seed(1)  # no extra random draws either: one block trains bit for bit as before
+    assert torch.equal(with_rate, plain.encode(INPUTS, True))
+
+
+def test_stochastic_depth_keeps_or_skips_whole_sequences_and_is_unbiased():
+    encoder = _deep_encoder(0.5).train()
+    x = torch.randn(4000, 3, DIM)
+    out = x + torch.linspace(-1, 1, DIM)  # a block that adds a fixed change
+    torch.manual_seed(0)
+    mixed = encoder._skip_block(x, out, 0.5)
+    skipped = (mixed == x).all(dim=(1, 2))
+    kept = torch.isclose(mixed, x + 2 * (out - x), atol=1e-6).all(dim=(1, 2))
+    assert bool((skipped ^ kept).all())  # each sequence is wholly one or the other
+    assert 0.47 < skipped.float().mean().item() < 0.53
+    # E[keep (out - x) / (1 - p)] = out - x: the mean change over sequences is the block's
+    change = (mixed - x).mean(0)
+    torch.testing.assert_close(change, (out - x).mean(0), atol=0.05, rtol=0)
+
+
+def test_stochastic_depth_is_off_at_inference():
+    with torch.no_grad():
+        deep = _deep_encoder(0.9).eval().encode(INPUTS, True)
+        plain = _deep_encoder(0.0).eval().encode(INPUTS, True)
+    assert torch.equal(deep, plain)
