@@ -241,6 +241,26 @@ def item_dropout_for_width(dim: int) -> float:
     return round(min(0.5, max(0.0, 0.2 + 0.1 * math.log2(dim / 64))), 6)  # 0.3, not 0.30000000000000004
 
 
+_APPLIES_WHEN: dict[str, tuple[str, Any]] = {
+    "temperature": ('similarity = "cosine"', lambda c: c.similarity == "cosine"),
+    "gbce_t": ('loss = "gbce"', lambda c: c.loss == "gbce"),
+    "mask_prob": ('objective = "masked_item"', lambda c: c.objective == "masked_item"),
+    "mixed_uniform_share": ('sampler = "mixed"', lambda c: c.sampler == "mixed"),
+    "negative_sharing": ('loss = "sampled_softmax"', lambda c: c.loss == "sampled_softmax"),
+    "n_negatives": ('a sampled loss (not "softmax")', lambda c: c.loss != "softmax"),
+    "sampler": ('a sampled loss (not "softmax")', lambda c: c.loss != "softmax"),
+    "item_updates": ('a sampled loss (not "softmax")', lambda c: c.loss != "softmax"),
+    "stochastic_depth": ("n_layers > 1", lambda c: c.n_layers > 1),
+}
+
+
+def inert_settings(config: Config, names: Any) -> list[str]:
+    """For each key in ``names`` that changes nothing under ``config`` (``temperature`` with dot
+    similarity, ``gbce_t`` without the gBCE loss, ...): ``"key: no effect unless <condition>"``."""
+    return [f"{name}: no effect unless {when}" for name in names
+            if name in _APPLIES_WHEN for when, applies in [_APPLIES_WHEN[name]]
+            if not applies(config)]
+
 PRESETS: dict[str, dict[str, Any]] = {
     # eSASRec (arXiv 2508.06450): shifted sequence + LiGR layers + sampled softmax, 256 negatives
     # (drawn per sequence: on Beauty, test NDCG@10 0.0442 against 0.0426 with one draw per batch)

@@ -193,3 +193,39 @@ def test_the_esasrec_preset_scales_its_item_dropout_when_only_the_width_is_set()
     assert parse_set(["dim=128"]) and preset("esasrec", **parse_set(["dim=128"])) \
         .item_dropout_rate == pytest.approx(0.3)
     assert preset("esasrec", dim=256, item_dropout=0.2).item_dropout_rate == 0.2  # set wins
+
+
+def test_inert_settings_name_the_keys_that_change_nothing_under_the_config():
+    from seqrec.config import inert_settings
+
+    esasrec = preset("esasrec")  # dot similarity, sampled softmax, uniform sampler, one block
+    assert inert_settings(esasrec, ["temperature", "gbce_t", "dim", "stochastic_depth"]) == [
+        'temperature: no effect unless similarity = "cosine"',
+        'gbce_t: no effect unless loss = "gbce"',
+        "stochastic_depth: no effect unless n_layers > 1",
+    ]
+    assert inert_settings(esasrec.replace(similarity="cosine", n_layers=2),
+                          ["temperature", "stochastic_depth", "negative_sharing"]) == []
+    assert inert_settings(preset("bert4rec"), ["n_negatives", "mask_prob"]) == [
+        'n_negatives: no effect unless a sampled loss (not "softmax")']
+
+
+def test_make_config_warns_about_a_set_that_changes_nothing():
+    from seqrec.cli.common import make_config
+
+    with pytest.warns(UserWarning, match=r'--set temperature: no effect unless similarity = "cosine"'):
+        config = make_config("esasrec", None, ["temperature=0.1"])
+    assert config.temperature == 0.1  # still applied: it takes effect if similarity changes
+
+
+def test_compare_warns_only_about_a_set_that_changes_no_compared_model():
+    import warnings
+
+    from seqrec.cli.common import warn_inert
+
+    models = [preset("esasrec"), preset("bert4rec")]  # bert4rec has no negatives; esasrec has
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn_inert(models, ["n_negatives=8", "temperature=0.1"])
+    assert [str(w.message) for w in caught] == [
+        '--set temperature: no effect unless similarity = "cosine"']

@@ -206,9 +206,11 @@ def echo_data_report(dataset: Any, split: Any) -> None:
 
 # ---- configs and models --------------------------------------------------------------------------
 def make_config(preset_name: str, config_file: Path | None, sets: list[str] | None,
-                base: Any = None, option: str = "--preset") -> Any:
+                base: Any = None, option: str = "--preset", warn: bool = True) -> Any:
     """Preset (or ``base``), then the TOML file, then ``--set`` overrides; ``option`` is the
-    command-line option that named the preset (for the error an unknown name gets)."""
+    command-line option that named the preset (for the error an unknown name gets). With
+    ``warn``, a ``--set`` that changes nothing under the result gets a warning
+    (:func:`warn_inert`)."""
     from seqrec.config import PRESETS, Config, parse_set, preset
 
     if base is None:
@@ -224,10 +226,25 @@ def make_config(preset_name: str, config_file: Path | None, sets: list[str] | No
         except ValueError as error:
             raise CliError(f"--config {config_file}: {message(error)}") from error
     try:
-        return base.replace(**parse_set(list(sets or [])))
+        config = base.replace(**parse_set(list(sets or [])))
     except ValueError as error:
         text = message(error)
         raise CliError(text if text.startswith("--set") else f"--set: {text}") from error
+    if warn:
+        warn_inert([config], sets)
+    return config
+
+
+def warn_inert(configs: list[Any], sets: list[str] | None) -> None:
+    """A warning for each ``--set`` key that changes nothing under every one of ``configs``
+    (``temperature`` with dot similarity, ...: :func:`seqrec.config.inert_settings`)."""
+    from seqrec.config import inert_settings, parse_set
+
+    values = parse_set(list(sets or []))
+    per_config = [inert_settings(config, values) for config in configs]
+    for text in per_config[0] if per_config else []:
+        if all(text in texts for texts in per_config):
+            warnings.warn(f"--set {text}", stacklevel=2)
 
 
 def load_model(path: Path) -> Any:

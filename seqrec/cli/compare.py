@@ -40,6 +40,7 @@ from seqrec.cli.common import (
     metrics_table,
     plural,
     value,
+    warn_inert,
 )
 from seqrec.cli.training import progress_callbacks
 
@@ -97,8 +98,10 @@ def compare(
     if sets and set(names) == {"popular"}:
         raise CliError("--set: applies to the sequential models; --models has only popular")
     configs = {name: None if name == "popular" else make_config(name, None, sets,
-                                                                option="--models")
+                                                                option="--models",
+                                                                warn=False)
                for name in names}
+    warn_inert([config for config in configs.values() if config is not None], sets)
     if plot is not None and plot.suffix.lower() not in PLOT_FORMATS:
         raise CliError(f"--plot {plot}: unknown image format {plot.suffix or '(none)'!r}; use "
                        f"{', '.join(PLOT_FORMATS)}")
