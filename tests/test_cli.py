@@ -543,7 +543,7 @@ def test_table_titles_stay_on_one_line() -> None:
 
     from rich.console import Console
 
-    from seqrec.cli.common import metric_list, metrics_table
+    from seqrec.cli.tables import metric_list, metrics_table
 
     title = "test metrics (loo split, 22,363 users)"
     for table in (metric_list({"ndcg@10": 0.05}, title=title),

@@ -37,11 +37,11 @@ from seqrec.cli.common import (
     load_data,
     make_config,
     make_split,
-    metrics_table,
     plural,
     value,
     warn_inert,
 )
+from seqrec.cli.tables import metrics_table
 from seqrec.cli.training import progress_callbacks
 
 COMPARE_METRICS = ("ndcg", "recall", "coverage", "arp", "novelty")

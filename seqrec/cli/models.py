@@ -33,15 +33,14 @@ from seqrec.cli.common import (
     check_split_options,
     console,
     emit_frame,
-    fmt,
     id_list,
     load_data,
     load_model,
     make_split,
-    metric_list,
     plural,
     value,
 )
+from seqrec.cli.tables import fmt, metric_list
 
 
 @app.command("evaluate")

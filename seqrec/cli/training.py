@@ -31,15 +31,13 @@ from seqrec.cli.common import (
     choices,
     console,
     echo_data_report,
-    fmt,
     load_data,
     make_config,
     make_split,
-    metric_list,
-    metrics_table,
     show_bars,
     value,
 )
+from seqrec.cli.tables import fmt, metric_list, metrics_table
 
 Precision = choices("Precision", ("32-true", "bf16-mixed", "16-mixed", "auto"))
 
