@@ -257,9 +257,14 @@ _APPLIES_WHEN: dict[str, tuple[str, Any]] = {
 def inert_settings(config: Config, names: Any) -> list[str]:
     """For each key in ``names`` that changes nothing under ``config`` (``temperature`` with dot
     similarity, ``gbce_t`` without the gBCE loss, ...): ``"key: no effect unless <condition>"``."""
-    return [f"{name}: no effect unless {when}" for name in names
-            if name in _APPLIES_WHEN for when, applies in [_APPLIES_WHEN[name]]
-            if not applies(config)]
+    messages = []
+    for name in names:
+        if name in _APPLIES_WHEN:
+            when, applies = _APPLIES_WHEN[name]
+            if not applies(config):
+                messages.append(f"{name}: no effect unless {when}")
+    return messages
+
 
 PRESETS: dict[str, dict[str, Any]] = {
     # eSASRec (arXiv 2508.06450): shifted sequence + LiGR layers + sampled softmax, 256 negatives
