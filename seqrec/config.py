@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -254,7 +255,7 @@ _APPLIES_WHEN: dict[str, tuple[str, Any]] = {
 }
 
 
-def inert_settings(config: Config, names: Any) -> list[str]:
+def inert_settings(config: Config, names: Iterable[str]) -> list[str]:
     """For each key in ``names`` that changes nothing under ``config`` (``temperature`` with dot
     similarity, ``gbce_t`` without the gBCE loss, ...): ``"key: no effect unless <condition>"``."""
     messages = []

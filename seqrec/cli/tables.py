@@ -23,6 +23,9 @@ def _titled(title: str | None, table: Any) -> Any:
 
 def metrics_table(rows: dict[str, dict[str, float]], columns: list[str], title: str | None = None,
                   extra: dict[str, dict[str, str]] | None = None) -> Any:
+    """One row per model: ``rows[model][column]`` to 4 decimals (``seconds`` to 1; a missing or
+    NaN value as ``-``), then the text columns of ``extra[model]`` (e.g. a Pareto mark), under
+    ``title``. Returns a rich renderable."""
     from rich.table import Table
 
     table = Table()
@@ -41,6 +44,7 @@ def metrics_table(rows: dict[str, dict[str, float]], columns: list[str], title: 
 
 
 def metric_list(metrics: dict[str, float], title: str) -> Any:
+    """One row per metric (name, value to 4 decimals) under ``title``; a rich renderable."""
     from rich.table import Table
 
     table = Table()
