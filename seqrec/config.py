@@ -242,28 +242,32 @@ def item_dropout_for_width(dim: int) -> float:
     return round(min(0.5, max(0.0, 0.2 + 0.1 * math.log2(dim / 64))), 6)  # 0.3, not 0.30000000000000004
 
 
-_APPLIES_WHEN: dict[str, tuple[str, Any]] = {
-    "temperature": ('similarity = "cosine"', lambda c: c.similarity == "cosine"),
-    "gbce_t": ('loss = "gbce"', lambda c: c.loss == "gbce"),
-    "mask_prob": ('objective = "masked_item"', lambda c: c.objective == "masked_item"),
-    "mixed_uniform_share": ('sampler = "mixed"', lambda c: c.sampler == "mixed"),
-    "negative_sharing": ('loss = "sampled_softmax"', lambda c: c.loss == "sampled_softmax"),
-    "n_negatives": ('a sampled loss (not "softmax")', lambda c: c.loss != "softmax"),
-    "sampler": ('a sampled loss (not "softmax")', lambda c: c.loss != "softmax"),
-    "item_updates": ('a sampled loss (not "softmax")', lambda c: c.loss != "softmax"),
-    "stochastic_depth": ("n_layers > 1", lambda c: c.n_layers > 1),
+_APPLIES_WHEN: dict[str, tuple[str, str, Any]] = {
+    "temperature": ("similarity", '"cosine"', lambda c: c.similarity == "cosine"),
+    "gbce_t": ("loss", '"gbce"', lambda c: c.loss == "gbce"),
+    "mask_prob": ("objective", '"masked_item"', lambda c: c.objective == "masked_item"),
+    "mixed_uniform_share": ("sampler", '"mixed"', lambda c: c.sampler == "mixed"),
+    "negative_sharing": ("loss", '"sampled_softmax"', lambda c: c.loss == "sampled_softmax"),
+    "n_negatives": ("loss", '!= "softmax"', lambda c: c.loss != "softmax"),
+    "sampler": ("loss", '!= "softmax"', lambda c: c.loss != "softmax"),
+    "item_updates": ("loss", '!= "softmax"', lambda c: c.loss != "softmax"),
+    "stochastic_depth": ("n_layers", "> 1", lambda c: c.n_layers > 1),
 }
+"""Setting → (the key it depends on, the values of that key under which it acts, the test)."""
 
 
 def inert_settings(config: Config, names: Iterable[str]) -> list[str]:
     """For each key in ``names`` that changes nothing under ``config`` (``temperature`` with dot
-    similarity, ``gbce_t`` without the gBCE loss, ...): ``"key: no effect unless <condition>"``."""
+    similarity, ``gbce_t`` without the gBCE loss, ...): ``'gbce_t: no effect unless loss =
+    "gbce" (it is "sampled_softmax")'``."""
     messages = []
     for name in names:
         if name in _APPLIES_WHEN:
-            when, applies = _APPLIES_WHEN[name]
+            key, when, applies = _APPLIES_WHEN[name]
             if not applies(config):
-                messages.append(f"{name}: no effect unless {when}")
+                joint = " " if when[0] in "!>" else " = "
+                messages.append(f"{name}: no effect unless {key}{joint}{when} "
+                                f"(it is {json.dumps(getattr(config, key))})")
     return messages
 
 

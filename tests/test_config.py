@@ -200,20 +200,21 @@ def test_inert_settings_name_the_keys_that_change_nothing_under_the_config():
 
     esasrec = preset("esasrec")  # dot similarity, sampled softmax, uniform sampler, one block
     assert inert_settings(esasrec, ["temperature", "gbce_t", "dim", "stochastic_depth"]) == [
-        'temperature: no effect unless similarity = "cosine"',
-        'gbce_t: no effect unless loss = "gbce"',
-        "stochastic_depth: no effect unless n_layers > 1",
+        'temperature: no effect unless similarity = "cosine" (it is "dot")',
+        'gbce_t: no effect unless loss = "gbce" (it is "sampled_softmax")',
+        "stochastic_depth: no effect unless n_layers > 1 (it is 1)",
     ]
     assert inert_settings(esasrec.replace(similarity="cosine", n_layers=2),
                           ["temperature", "stochastic_depth", "negative_sharing"]) == []
     assert inert_settings(preset("bert4rec"), ["n_negatives", "mask_prob"]) == [
-        'n_negatives: no effect unless a sampled loss (not "softmax")']
+        'n_negatives: no effect unless loss != "softmax" (it is "softmax")']
 
 
 def test_make_config_warns_about_a_set_that_changes_nothing():
     from seqrec.cli.common import make_config
 
-    with pytest.warns(UserWarning, match=r'--set temperature: no effect unless similarity = "cosine"'):
+    with pytest.warns(UserWarning, match=r'--set temperature: no effect unless similarity = '
+                                         r'"cosine" \(it is "dot"\); applied anyway'):
         config = make_config("esasrec", None, ["temperature=0.1"])
     assert config.temperature == 0.1  # still applied: it takes effect if similarity changes
 
@@ -228,4 +229,4 @@ def test_compare_warns_only_about_a_set_that_changes_no_compared_model():
         warnings.simplefilter("always")
         warn_inert(models, ["n_negatives=8", "temperature=0.1"])
     assert [str(w.message) for w in caught] == [
-        '--set temperature: no effect unless similarity = "cosine"']
+        '--set temperature: no effect unless similarity = "cosine" (it is "dot"); applied anyway']

@@ -244,7 +244,7 @@ def warn_inert(configs: list[Any], sets: list[str] | None) -> None:
     per_config = [inert_settings(config, values) for config in configs]
     for text in per_config[0] if per_config else []:
         if all(text in texts for texts in per_config):
-            warnings.warn(f"--set {text}", stacklevel=2)
+            warnings.warn(f"--set {text}; applied anyway", stacklevel=2)
 
 
 def load_model(path: Path) -> Any:
