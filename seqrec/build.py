@@ -105,10 +105,10 @@ def build_encoder(config: Config, n_items: int, with_mask_token: bool) -> Sequen
     layer_cls = LAYERS[config.layer]
     extra = {"max_seq_len": config.max_seq_len} if config.layer in TIME_LAYERS else {}
     layers: list[nn.Module] = [
-        layer_cls(config.dim, config.n_heads, config.dropout, config.ff_multiplier, **extra)
+        layer_cls(config.dim, config.n_heads, config.dropout_rate, config.ff_multiplier, **extra)
         for _ in range(config.n_layers)
     ]
-    return SequenceEncoder(n_items, config.dim, config.max_seq_len, config.dropout, layers,
+    return SequenceEncoder(n_items, config.dim, config.max_seq_len, config.dropout_rate, layers,
                            with_mask_token=with_mask_token, item_dropout=config.item_dropout_rate,
                            final_norm=config.final_norm, similarity=config.similarity,
                            temperature=config.temperature,

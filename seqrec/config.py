@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from seqrec.runtime import Runtime as Runtime  # re-exported: seqrec.config.Runtime
+from seqrec.size_rules import dropout_for_depth
+from seqrec.size_rules import item_dropout_for_width as item_dropout_for_width  # re-exported
 
 Objective = Literal["next_item", "masked_item"]
 Layer = Literal["sasrec", "ligr", "hstu", "fuxi_alpha"]
@@ -33,6 +34,9 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "item_updates": ("sparse", "dense"),
     "similarity": ("dot", "cosine"),
 }
+
+_SIZE_RULES = {"dropout": "depth", "item_dropout": "width"}
+"""Rates that may name a rule of :mod:`seqrec.size_rules` instead of a number."""
 
 RUNTIME_KEYS = ("accelerator", "devices", "num_nodes", "precision", "threads", "compile")
 """Settings of the machine a run happens on (:class:`Runtime`): never part of a model's config."""
@@ -59,10 +63,13 @@ class Config:
     sampled softmax, per position for bce/gbce). ``gbce_t``: gSASRec calibration parameter t
     (arXiv 2308.07192). ``mask_prob``: share of positions masked by the masked_item
     objective (BERT4Rec). ``mixed_uniform_share``: share of uniform negatives in the mixed sampler.
+    ``dropout``: dropout inside the blocks and on the input embeddings, a rate in [0, 1), or
+    ``"depth"`` for :func:`~seqrec.size_rules.dropout_for_depth` of ``n_layers`` (0.2 up to 2
+    blocks, 0.3 at 4: a deeper stack fits the training sequences sooner and needs more of it).
     ``item_dropout``: dropout on the item embedding table during training, one mask per step
     for the input lookups and the scored candidates (RecTools 0.13, which the eSASRec reference
     code runs on, applies its dropout rate there); a rate in [0, 1), or ``"width"`` for
-    :func:`item_dropout_for_width` of ``dim`` (0.2 at dim 64, 0.4 at dim 256: a wider item
+    :func:`~seqrec.size_rules.item_dropout_for_width` of ``dim`` (0.2 at dim 64, 0.4 at dim 256: a wider item
     table memorises the training sequences sooner and needs more of it). ``stochastic_depth``:
     the chance that training skips the last block for a sequence, rising linearly from 0 at the
     first block (Huang et al., ECCV 2016; see :class:`seqrec.model.SequenceEncoder`); no effect
@@ -89,7 +96,7 @@ class Config:
     dim: int = 64
     n_layers: int = 1
     n_heads: int = 1
-    dropout: float = 0.2
+    dropout: float | Literal["depth"] = 0.2
     item_dropout: float | Literal["width"] = 0.0
     stochastic_depth: float = 0.0
     final_norm: bool = True
@@ -130,10 +137,11 @@ class Config:
                 raise ValueError(f"config {name}={value!r}: expected a number in [{low}, {high}]")
         for name in ("dropout", "item_dropout", "stochastic_depth", "adam_beta1", "adam_beta2"):
             value = getattr(self, name)
-            if name == "item_dropout" and value == "width":
+            rule = _SIZE_RULES.get(name)
+            if rule is not None and value == rule:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-                also = ' or "width"' if name == "item_dropout" else ""
+                also = f' or "{rule}"' if rule else ""
                 raise ValueError(f"config {name}={value!r}: expected a number in [0, 1){also}")
         if not isinstance(self.final_norm, bool):
             raise ValueError(f"config final_norm={self.final_norm!r}: expected true or false")
@@ -148,9 +156,17 @@ class Config:
             raise ValueError("config sampler: masked_item supports only the uniform sampler")
 
     @property
+    def dropout_rate(self) -> float:
+        """The dropout rate of the blocks and the input embeddings: ``dropout``, or
+        :func:`~seqrec.size_rules.dropout_for_depth` of ``n_layers`` when it is ``"depth"``."""
+        if self.dropout == "depth":
+            return dropout_for_depth(self.n_layers)
+        return float(self.dropout)
+
+    @property
     def item_dropout_rate(self) -> float:
         """The item-table dropout rate training uses: ``item_dropout``, or
-        :func:`item_dropout_for_width` of ``dim`` when it is ``"width"``."""
+        :func:`~seqrec.size_rules.item_dropout_for_width` of ``dim`` when it is ``"width"``."""
         if self.item_dropout == "width":
             return item_dropout_for_width(self.dim)
         return float(self.item_dropout)
@@ -199,11 +215,12 @@ class Config:
         return cls.from_dict(data, base=base)
 
     @classmethod
-    def from_saved(cls, text: str) -> Config:
-        """Parse the ``config.toml`` of a model directory or checkpoint. Files written before
-        :class:`Runtime` existed also hold hardware keys (``devices``, ...) and
-        ``eval_batch_size``: they are ignored, since they never changed the model."""
-        data = tomllib.loads(text)
+    def from_saved(cls, saved: str | dict[str, Any]) -> Config:
+        """Parse the ``config.toml`` text of a model directory or checkpoint (or the config dict
+        of its ``model.json``). Files written before :class:`Runtime` existed also hold hardware
+        keys (``devices``, ...) and ``eval_batch_size``: they are ignored, since they never
+        changed the model."""
+        data = tomllib.loads(saved) if isinstance(saved, str) else dict(saved)
         for key in (*RUNTIME_KEYS, *_RETIRED_KEYS):
             data.pop(key, None)
         return cls.from_dict(data)
@@ -221,25 +238,6 @@ class Config:
             return cls.from_toml(text, base=base)
         except tomllib.TOMLDecodeError as error:
             raise ValueError(f"{path}: not valid TOML ({error})") from None
-
-
-def item_dropout_for_width(dim: int) -> float:
-    """The item-table dropout rate ``item_dropout="width"`` gives a table ``dim`` wide.
-
-    ``0.2 + 0.1 * log2(dim / 64)``, clipped to [0, 0.5]: 0.2 at dim 64, 0.3 at 128, 0.4 at 256.
-    An empirical rule, measured on Amazon Beauty, leave-one-out (``benchmarks/RESULTS.md``,
-    section 1): with 0.2 at every width, dim 128 and 256 drive the training loss down several
-    times faster than dim 64 and stop improving on validation after 12-26 epochs, below dim 64;
-    0.4 at dim 256 holds it at the eSASRec paper's figures (Recall@10 / NDCG@10 0.0916 / 0.0527
-    over 3 seeds, paper 0.0928 / 0.0523); 0.3 at dim 128 gives 0.0912 / 0.0549 (3 seeds; dim 64: 0.0909 / 0.0539).
-
-    Args:
-        dim: embedding width (>= 1).
-
-    Returns:
-        The dropout rate, in [0, 0.5].
-    """
-    return round(min(0.5, max(0.0, 0.2 + 0.1 * math.log2(dim / 64))), 6)  # 0.3, not 0.30000000000000004
 
 
 _APPLIES_WHEN: dict[str, tuple[str, str, Any]] = {
@@ -278,9 +276,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # seed 0, per-batch target weighting: Recall@10 / NDCG@10 0.0801 / 0.0475 against 0.0726 /
     # 0.0445 without it; with uniform target weighting 0.0889 / 0.0524); its rate grows with
     # the width (item_dropout_for_width: 0.2 at dim 64; at dim 256, 0.4 reaches the paper's
-    # Beauty figures where 0.2 overfits after 12 epochs)
+    # Beauty figures where 0.2 overfits after 12 epochs); the blocks' dropout grows with the
+    # depth (dropout_for_depth: 0.2 up to 2 blocks; 4 blocks overfit with 0.2 and hold with 0.3)
     "esasrec": dict(objective="next_item", layer="ligr", loss="sampled_softmax", n_negatives=256,
-                    negative_sharing="sequence", ff_multiplier=4, item_dropout="width"),
+                    negative_sharing="sequence", ff_multiplier=4, dropout="depth",
+                    item_dropout="width"),
     # SASRec as published (Kang & McAuley 2018): BCE with one negative per position
     "sasrec": dict(objective="next_item", layer="sasrec", loss="bce", n_negatives=1,
                    ff_multiplier=1),

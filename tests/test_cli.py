@@ -105,6 +105,7 @@ def test_info_shows_the_model(model_dir: Path) -> None:
     shown = ok("info", "--model", model_dir).stdout
     assert "sequential" in shown
     assert "width (0)" in shown  # the esasrec preset's item dropout at dim 16: the rule's rate
+    assert "depth (0.2)" in shown  # its dropout at 1 block
     meta = json.loads(ok("info", "--model", model_dir, "--json").stdout)
     assert meta["n_items"] == N_ITEMS and meta["preset_config"]["dim"] == 16
 

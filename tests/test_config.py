@@ -22,6 +22,7 @@ def test_unknown_key_raises_naming_it():
     ("layer", "lstm"), ("loss", "hinge"), ("objective", "clm"), ("sampler", "popular"),
     ("dim", 0), ("dim", 3.5), ("n_layers", True), ("batch_size", -1), ("patience", -1),
     ("dropout", 1.0), ("mask_prob", 1.5), ("gbce_t", -0.1), ("lr", 0), ("seed", "zero"), ("item_dropout", 1.0), ("item_dropout", -0.1),
+    ("dropout", "width"), ("item_dropout", "depth"), ("dropout", -0.2),
     ("adam_beta2", 1.0), ("adam_beta1", -0.5), ("final_norm", "yes"), ("bucket_batches", 0),
 ])  # fmt: skip
 def test_bad_value_raises_naming_field_and_value(field, value):
@@ -193,6 +194,37 @@ def test_the_esasrec_preset_scales_its_item_dropout_when_only_the_width_is_set()
     assert parse_set(["dim=128"]) and preset("esasrec", **parse_set(["dim=128"])) \
         .item_dropout_rate == pytest.approx(0.3)
     assert preset("esasrec", dim=256, item_dropout=0.2).item_dropout_rate == 0.2  # set wins
+
+
+def test_dropout_by_depth_keeps_one_and_two_blocks_at_exactly_0_2_and_grows_beyond():
+    from seqrec.size_rules import dropout_for_depth
+
+    assert dropout_for_depth(1) == 0.2 and dropout_for_depth(2) == 0.2  # exactly: as measured
+    assert dropout_for_depth(3) == 0.25 and dropout_for_depth(4) == 0.3  # 4: as run
+    assert dropout_for_depth(6) == 0.4 and dropout_for_depth(48) == 0.4  # capped
+    assert Config(dropout="depth", n_layers=4).dropout_rate == 0.3
+    assert Config(dropout=0.1, n_layers=4).dropout_rate == 0.1
+
+
+def test_dropout_depth_round_trips_parses_and_rejects_other_words():
+    config = Config(dropout="depth", n_layers=4)
+    assert Config.from_toml(config.to_toml()) == config
+    assert Config.from_saved(config.to_dict()) == config
+    assert parse_set(["dropout=depth"]) == {"dropout": "depth"}
+    with pytest.raises(ValueError, match=r"dropout='deep'.*\[0, 1\) or \"depth\""):
+        Config(dropout="deep")
+
+
+def test_the_esasrec_preset_drops_more_in_deeper_stacks_and_builds_with_that_rate():
+    from seqrec.build import build_parts
+
+    assert preset("esasrec").dropout_rate == 0.2 and preset("esasrec", n_layers=2).dropout_rate == 0.2
+    assert preset("esasrec", dropout=0.1, n_layers=4).dropout_rate == 0.1  # set wins
+    encoder = build_parts(preset("esasrec", n_layers=4, dim=16), n_items=10).encoder
+    assert encoder.dropout.p == 0.3
+    assert [layer.drop.p for layer in encoder.layers] == [0.3] * 4
+    for name in ("sasrec", "hstu", "fuxi_alpha"):  # the other presets keep a fixed rate
+        assert preset(name, n_layers=4).dropout == 0.2
 
 
 def test_inert_settings_name_the_keys_that_change_nothing_under_the_config():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -235,13 +235,25 @@ def info(
     for name, number in (meta.get("metrics") or {}).items():
         table.add_row(f"test {name}", fmt(number))
     saved = meta.get("preset_config") or {}
+    rates = _rule_rates(saved)
     for name, setting in saved.items():
-        if name == "item_dropout" and setting == "width":  # the rate it trained with, too
-            from seqrec.config import item_dropout_for_width
-
-            setting = f"width ({item_dropout_for_width(saved.get('dim', 64)):g})"
+        if name in rates:  # a rule such as "width": the rate it trained with, too
+            setting = f"{setting} ({rates[name]:g})"
         table.add_row(f"config.{name}", str(setting))
     console().print(table)
+
+
+def _rule_rates(saved: dict[str, Any]) -> dict[str, float]:
+    """The rates that rules (``dropout = "depth"``, ``item_dropout = "width"``) gave a saved
+    config, by key; none when the config no longer parses."""
+    from seqrec.config import Config
+
+    try:
+        config = Config.from_saved(saved)
+    except ValueError:
+        return {}
+    return {name: getattr(config, f"{name}_rate") for name in ("dropout", "item_dropout")
+            if isinstance(saved.get(name), str)}
 
 
 @app.command("export")
