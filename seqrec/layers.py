@@ -78,6 +78,9 @@ class Dropout(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return dropout(x, self.p, self.training)
 
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
 
 class TransformerLayer(Protocol):
     """A transformer block: ``(batch, seq_len, dim) -> (batch, seq_len or 1, dim)``."""

@@ -221,7 +221,7 @@ def test_the_esasrec_preset_drops_more_in_deeper_stacks_and_builds_with_that_rat
     assert preset("esasrec").dropout_rate == 0.2 and preset("esasrec", n_layers=2).dropout_rate == 0.2
     assert preset("esasrec", dropout=0.1, n_layers=4).dropout_rate == 0.1  # set wins
     encoder = build_parts(preset("esasrec", n_layers=4, dim=16), n_items=10).encoder
-    assert encoder.dropout.p == 0.3
+    assert encoder.dropout.p == 0.3 and "p=0.3" in repr(encoder.dropout)
     assert [layer.drop.p for layer in encoder.layers] == [0.3] * 4
     for name in ("sasrec", "hstu", "fuxi_alpha"):  # the other presets keep a fixed rate
         assert preset(name, n_layers=4).dropout == 0.2

@@ -70,7 +70,9 @@ TargetsOpt = Annotated[choices("Targets", ("all", "first")) | None, typer.Option
 TestFractionOpt = Annotated[float | None, typer.Option(
     "--test-fraction", help="--split time: test window as a share of the time range [default: 0.1].")]
 SetOpt = Annotated[list[str] | None, typer.Option(
-    "--set", help="Config override key=value (repeatable), e.g. --set dim=128 --set lr=3e-4.")]
+    "--set", metavar="KEY=VALUE", help="Config override (repeatable), e.g. --set dim=128 --set "
+    "lr=3e-4; keys and values: seqrec.config.Config (dropout=depth and item_dropout=width: the "
+    "esasrec preset's rates, growing with depth and width).")]
 QuietOpt = Annotated[bool, typer.Option(
     "--quiet", "-q", help="Print only the results: no progress, epoch lines or reports.")]
 ProgressOpt = Annotated[bool | None, typer.Option(
