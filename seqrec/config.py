@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from seqrec.runtime import Runtime as Runtime  # re-exported: seqrec.config.Runtime
-from seqrec.size_rules import dropout_for_depth
+from seqrec.size_rules import RULES as _SIZE_RULES
 from seqrec.size_rules import item_dropout_for_width as item_dropout_for_width  # re-exported
 
 Objective = Literal["next_item", "masked_item"]
@@ -34,9 +34,6 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "item_updates": ("sparse", "dense"),
     "similarity": ("dot", "cosine"),
 }
-
-_SIZE_RULES = {"dropout": "depth", "item_dropout": "width"}
-"""Rates that may name a rule of :mod:`seqrec.size_rules` instead of a number."""
 
 RUNTIME_KEYS = ("accelerator", "devices", "num_nodes", "precision", "threads", "compile")
 """Settings of the machine a run happens on (:class:`Runtime`): never part of a model's config."""
@@ -137,7 +134,7 @@ class Config:
                 raise ValueError(f"config {name}={value!r}: expected a number in [{low}, {high}]")
         for name in ("dropout", "item_dropout", "stochastic_depth", "adam_beta1", "adam_beta2"):
             value = getattr(self, name)
-            rule = _SIZE_RULES.get(name)
+            rule = _SIZE_RULES[name][0] if name in _SIZE_RULES else None
             if rule is not None and value == rule:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
@@ -159,17 +156,21 @@ class Config:
     def dropout_rate(self) -> float:
         """The dropout rate of the blocks and the input embeddings: ``dropout``, or
         :func:`~seqrec.size_rules.dropout_for_depth` of ``n_layers`` when it is ``"depth"``."""
-        if self.dropout == "depth":
-            return dropout_for_depth(self.n_layers)
-        return float(self.dropout)
+        return self._rate("dropout")
 
     @property
     def item_dropout_rate(self) -> float:
         """The item-table dropout rate training uses: ``item_dropout``, or
         :func:`~seqrec.size_rules.item_dropout_for_width` of ``dim`` when it is ``"width"``."""
-        if self.item_dropout == "width":
-            return item_dropout_for_width(self.dim)
-        return float(self.item_dropout)
+        return self._rate("item_dropout")
+
+    def rule_rates(self) -> dict[str, float]:
+        """The rates rules gave this config, by key (``{"dropout": 0.3}`` for ``"depth"`` at 4 blocks)."""
+        return {name: self._rate(name) for name in _SIZE_RULES if isinstance(getattr(self, name), str)}
+
+    def _rate(self, name: str) -> float:
+        word, size, rule = _SIZE_RULES[name]
+        return rule(getattr(self, size)) if getattr(self, name) == word else float(getattr(self, name))
 
     # ---- dict / TOML round trips -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -49,3 +49,8 @@ def dropout_for_depth(n_layers: int) -> float:
         The dropout rate, in [0.2, 0.4].
     """
     return round(min(0.4, 0.2 + 0.05 * max(0, n_layers - 2)), 6)
+
+
+RULES = {"dropout": ("depth", "n_layers", dropout_for_depth),
+         "item_dropout": ("width", "dim", item_dropout_for_width)}
+"""Config key → (the word that names its rule, the size field the rule reads, the rule)."""

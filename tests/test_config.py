@@ -204,6 +204,9 @@ def test_dropout_by_depth_keeps_one_and_two_blocks_at_exactly_0_2_and_grows_beyo
     assert dropout_for_depth(6) == 0.4 and dropout_for_depth(48) == 0.4  # capped
     assert Config(dropout="depth", n_layers=4).dropout_rate == 0.3
     assert Config(dropout=0.1, n_layers=4).dropout_rate == 0.1
+    assert Config(dropout="depth", n_layers=4, item_dropout="width", dim=128).rule_rates() == {
+        "dropout": 0.3, "item_dropout": 0.3}
+    assert Config(dropout="depth", item_dropout=0.1).rule_rates() == {"dropout": 0.2}
 
 
 def test_dropout_depth_round_trips_parses_and_rejects_other_words():

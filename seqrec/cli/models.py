@@ -244,16 +244,13 @@ def info(
 
 
 def _rule_rates(saved: dict[str, Any]) -> dict[str, float]:
-    """The rates that rules (``dropout = "depth"``, ``item_dropout = "width"``) gave a saved
-    config, by key; none when the config no longer parses."""
+    """:meth:`Config.rule_rates` of a saved config; none when it no longer parses."""
     from seqrec.config import Config
 
     try:
-        config = Config.from_saved(saved)
+        return Config.from_saved(saved).rule_rates()
     except ValueError:
         return {}
-    return {name: getattr(config, f"{name}_rate") for name in ("dropout", "item_dropout")
-            if isinstance(saved.get(name), str)}
 
 
 @app.command("export")
